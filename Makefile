@@ -1,0 +1,47 @@
+# Two commands matter: `make run` and `make test` (see README.md).
+GO        ?= go
+BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
+FUZZTIME  ?= 60s
+
+.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean
+
+all: lint build test
+
+build:
+	./scripts/build.sh
+
+# Runs the exporter against RABBITMQ_HOST (default localhost). When that is the
+# local broker, testbed.sh first makes sure it runs with the management plugin.
+run: build
+	@case "$${RABBITMQ_HOST:-localhost}" in localhost|127.0.0.1|localhost:*|127.0.0.1:*|http://localhost*|http://127.0.0.1*) ./scripts/testbed.sh demo ;; esac
+	$(BIN) $(ARGS)
+
+# Every test, against real brokers: testbed.sh installs/starts/prepares them (idempotent).
+test: lint
+	./scripts/testbed.sh all
+	$(GO) test -count=1 -timeout 15m ./...
+
+# Tests that need no broker (the broker tests skip unless CI=true).
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	./scripts/bench.sh
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeQueues -fuzztime=$(FUZZTIME) ./management/
+	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./config/
+	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./collector/
+
+certs:
+	./scripts/gen-certs.sh
+
+testbed:
+	./scripts/testbed.sh all
+
+clean:
+	rm -rf .build

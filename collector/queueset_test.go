@@ -1,0 +1,201 @@
+package collector
+
+import (
+	"bytes"
+	"math/rand"
+	"strings"
+	"testing"
+	"testing/quick"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+type testQueue struct {
+	vhost, name             string
+	messages, ready, unacks int64
+	has                     uint8
+}
+
+func parse(t *testing.T, text []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v\n%s", err, text)
+	}
+	return mfs
+}
+
+// sampleMap flattens families to "family|host|vhost|name" -> value.
+func sampleMap(mfs map[string]*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			out[name+"|"+l["host"]+"|"+l["vhost"]+"|"+l["name"]] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// reference builds the same samples through client_golang's registry, the
+// implementation we replace for speed; both must agree sample for sample.
+func reference(t *testing.T, host string, qs []testQueue) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	var vecs [3]*prometheus.GaugeVec
+	for i, f := range Families {
+		vecs[i] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.Name, Help: f.Help}, []string{"host", "vhost", "name"})
+		reg.MustRegister(vecs[i])
+	}
+	for _, q := range qs {
+		vals := [3]int64{q.messages, q.ready, q.unacks}
+		for i, f := range Families {
+			if q.has&f.bit != 0 {
+				vecs[i].WithLabelValues(host, q.vhost, q.name).Set(float64(vals[i]))
+			}
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		m[mf.GetName()] = mf
+	}
+	return sampleMap(m)
+}
+
+func render(t *testing.T, host string, qs []testQueue) []byte {
+	t.Helper()
+	s := NewQueueSet(host)
+	for _, q := range qs {
+		s.Add([]byte(q.vhost), []byte(q.name), q.messages, q.ready, q.unacks, q.has)
+	}
+	var buf bytes.Buffer
+	n, err := s.WriteTo(&buf)
+	if err != nil || n != int64(buf.Len()) {
+		t.Fatalf("WriteTo = %d, %v; buffer has %d bytes", n, err, buf.Len())
+	}
+	return buf.Bytes()
+}
+
+func TestQueueSetMatchesRegistry(t *testing.T) {
+	tests := []struct {
+		name    string
+		host    string
+		queues  []testQueue
+		missing int
+	}{
+		{name: "empty", host: "h"},
+		{name: "plain", host: "rabbit-1", queues: []testQueue{
+			{"/", "orders", 10, 7, 3, hasAll},
+			{"/", "payments", 0, 0, 0, hasAll},
+			{"prod", "orders", 123456789012, 123456789012, 0, hasAll},
+		}},
+		{name: "absent counts get no sample", host: "h", missing: 2, queues: []testQueue{
+			{"/", "stream", 0, 0, 0, 0},
+			{"/", "partial", 5, 0, 0, HasMessages},
+			{"/", "full", 1, 1, 0, hasAll},
+		}},
+		{name: "escaping", host: `h"o\st`, queues: []testQueue{
+			{`v"h\o/st`, "line\nbreak", 1, 1, 0, hasAll},
+			{"ünïcödé vhost", "名前 with space", 2, 1, 1, hasAll},
+			{"ctl\t\r\x01", `\\"\n`, 3, 3, 0, hasAll},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := render(t, tc.host, tc.queues)
+			got := sampleMap(parse(t, out))
+			want := reference(t, tc.host, tc.queues)
+			if len(got) != len(want) {
+				t.Fatalf("got %d samples, want %d\n%s", len(got), len(want), out)
+			}
+			for k, v := range want {
+				if g, ok := got[k]; !ok || g != v {
+					t.Errorf("sample %q = %v (present %v), want %v", k, g, ok, v)
+				}
+			}
+			s := NewQueueSet(tc.host)
+			for _, q := range tc.queues {
+				s.Add([]byte(q.vhost), []byte(q.name), q.messages, q.ready, q.unacks, q.has)
+			}
+			if s.MissingCounts() != tc.missing || s.Len() != len(tc.queues) || s.Samples() != len(want) {
+				t.Errorf("MissingCounts=%d Len=%d Samples=%d, want %d %d %d", s.MissingCounts(), s.Len(), s.Samples(), tc.missing, len(tc.queues), len(want))
+			}
+		})
+	}
+}
+
+func TestFamiliesContiguousWithHeadersOnce(t *testing.T) {
+	out := string(render(t, "h", []testQueue{{"a", "q1", 1, 1, 0, hasAll}, {"b", "q2", 2, 2, 0, hasAll}}))
+	var order []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var name string
+		switch {
+		case strings.HasPrefix(line, "# HELP "), strings.HasPrefix(line, "# TYPE "):
+			name = strings.Fields(line)[2]
+		default:
+			name = line[:strings.IndexByte(line, '{')]
+		}
+		if len(order) == 0 || order[len(order)-1] != name {
+			if seen[name] {
+				t.Fatalf("family %s is not contiguous:\n%s", name, out)
+			}
+			seen[name] = true
+			order = append(order, name)
+		}
+	}
+	if len(order) != 3 || strings.Count(out, "# TYPE ") != 3 || strings.Count(out, "# HELP ") != 3 {
+		t.Fatalf("want 3 families with one HELP and TYPE each:\n%s", out)
+	}
+}
+
+// TestEscapingRoundTrips checks with random label values that what we write
+// parses back (with expfmt's parser) to exactly the original strings.
+func TestEscapingRoundTrips(t *testing.T) {
+	alphabet := []rune("ab\\\"\n\t\r /{}=,#ü名\u2028\x00\x7f")
+	gen := func(r *rand.Rand) string {
+		n := r.Intn(12)
+		rs := make([]rune, n)
+		for i := range rs {
+			rs[i] = alphabet[r.Intn(len(alphabet))]
+		}
+		return string(rs)
+	}
+	check := func(seed int64) bool {
+		r := rand.New(rand.NewSource(seed))
+		host, vhost, name := gen(r), gen(r), gen(r)
+		out := render(t, host, []testQueue{{vhost, name, 1, 2, 3, hasAll}})
+		got := sampleMap(parse(t, out))
+		return got["rabbitmq_individual_queue_messages_ready|"+host+"|"+vhost+"|"+name] == 2 && len(got) == 3
+	}
+	if err := quick.Check(check, &quick.Config{MaxCount: 2000}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzEscaping(f *testing.F) {
+	for _, s := range []string{"", "plain", `a"b`, `a\b`, "a\nb", "ü", `\n`} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, vhost, name string) {
+		if !model.LabelValue(vhost).IsValid() || !model.LabelValue(name).IsValid() {
+			t.Skip("the decoder only yields valid UTF-8")
+		}
+		out := render(t, "h", []testQueue{{vhost, name, 7, 7, 0, hasAll}})
+		got := sampleMap(parse(t, out))
+		if got["rabbitmq_individual_queue_messages|h|"+vhost+"|"+name] != 7 || len(got) != 3 {
+			t.Fatalf("round trip failed for %q %q:\n%s", vhost, name, out)
+		}
+	})
+}

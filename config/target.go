@@ -1,0 +1,107 @@
+// Package config turns flags, environment and configuration files into the
+// validated settings the exporter runs with: broker targets, credentials and
+// the secrets that must never be printed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Default management API ports, as RabbitMQ ships them.
+const (
+	DefaultHTTPPort  = 15672
+	DefaultHTTPSPort = 15671
+	maxTargetLength  = 2048
+)
+
+// Target is a parsed broker address: where the management API lives.
+type Target struct {
+	Scheme     string // "http" or "https"
+	Hostname   string // without brackets for IPv6
+	Port       int
+	PathPrefix string // "" or "/prefix" without a trailing slash
+}
+
+// ParseTarget accepts `host`, `host:port` or `http(s)://host[:port][/path-prefix]`.
+// Userinfo is rejected rather than used: credentials come only from the operator's
+// configuration, never from whoever can reach /probe.
+func ParseTarget(s string) (Target, error) {
+	if s == "" {
+		return Target{}, errors.New("target is empty")
+	}
+	if len(s) > maxTargetLength {
+		return Target{}, fmt.Errorf("target is longer than %d bytes", maxTargetLength)
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return Target{}, errors.New("target contains white space or control characters")
+		}
+	}
+	raw := s
+	if !strings.Contains(s, "://") {
+		raw = "http://" + s
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Target{}, fmt.Errorf("target %q is not a valid host, host:port or URL", s)
+	}
+	t := Target{Scheme: strings.ToLower(u.Scheme)}
+	switch t.Scheme {
+	case "http":
+		t.Port = DefaultHTTPPort
+	case "https":
+		t.Port = DefaultHTTPSPort
+	default:
+		return Target{}, fmt.Errorf("target scheme %q is not supported (use http or https)", u.Scheme)
+	}
+	if u.User != nil {
+		return Target{}, errors.New("target must not contain user information; configure credentials instead")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return Target{}, errors.New("target must not contain a query or fragment")
+	}
+	if u.Opaque != "" {
+		return Target{}, fmt.Errorf("target %q is not a valid host, host:port or URL", s)
+	}
+	t.Hostname = u.Hostname()
+	if t.Hostname == "" {
+		return Target{}, fmt.Errorf("target %q has no host", s)
+	}
+	if p := u.Port(); p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return Target{}, fmt.Errorf("target port %q is not between 1 and 65535", p)
+		}
+		t.Port = port
+	} else if strings.HasSuffix(u.Host, ":") {
+		return Target{}, errors.New("target has an empty port")
+	}
+	if strings.ContainsAny(t.Hostname, "/\\@%") {
+		return Target{}, fmt.Errorf("target host %q is not valid", t.Hostname)
+	}
+	t.PathPrefix = strings.TrimRight(u.EscapedPath(), "/")
+	if strings.Contains(t.PathPrefix, "/../") || strings.HasSuffix(t.PathPrefix, "/..") || strings.Contains(t.PathPrefix, "/./") {
+		return Target{}, errors.New("target path prefix must not contain . or .. segments")
+	}
+	return t, nil
+}
+
+// HostPort is the target's `host:port` with the default port filled in; this is
+// what allow-lists match against.
+func (t Target) HostPort() string {
+	return net.JoinHostPort(t.Hostname, strconv.Itoa(t.Port))
+}
+
+// BaseURL is the management API root (scheme, host, port, prefix), without a trailing slash.
+func (t Target) BaseURL() string {
+	return t.Scheme + "://" + t.HostPort() + t.PathPrefix
+}
+
+// String is the canonical form used in logs and cache keys.
+func (t Target) String() string { return t.BaseURL() }

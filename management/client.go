@@ -1,0 +1,206 @@
+package management
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+)
+
+// QueuesQuery asks only for the fields we export. disable_stats and
+// enable_queue_totals (3.8.2+) skip the per-queue rate statistics, which makes
+// the listing much cheaper for the broker; older brokers ignore both and still
+// honour columns. Never add sort=: it is slow, and returns 500 on 3.13.
+const QueuesQuery = "columns=name,vhost,messages,messages_ready,messages_unacknowledged&disable_stats=true&enable_queue_totals=true"
+
+// DefaultMaxBodyBytes bounds one listing (about 2M queues in the lean form).
+const DefaultMaxBodyBytes = 512 << 20
+
+const maxRedirects = 3
+
+// Client lists queues over the management HTTP API.
+type Client struct {
+	HTTP         *http.Client
+	MaxBodyBytes int64
+	Limits       DecodeLimits
+	UserAgent    string
+}
+
+// NewHTTPClient returns an http.Client for management API requests. It never
+// follows a redirect to another scheme, host or port, since that would send the
+// credentials somewhere the operator did not allow.
+func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
+	transport := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		// Compression would trade broker CPU for bandwidth; the listing is
+		// cheap to send uncompressed and we want to stay light on the broker.
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}
+	return &http.Client{
+		Transport: transport,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("stopped after %d redirects", maxRedirects)
+			}
+			first := via[0].URL
+			if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+				return fmt.Errorf("refusing redirect to %s://%s: credentials stay with the configured target", req.URL.Scheme, req.URL.Host)
+			}
+			return nil
+		},
+	}
+}
+
+// StatusError is a non-200 answer from the management API.
+type StatusError struct {
+	Code   int
+	Reason string // RabbitMQ's "reason" or a short body excerpt, one line
+}
+
+func (e *StatusError) Error() string {
+	hint := ""
+	switch e.Code {
+	case http.StatusUnauthorized:
+		hint = " (check the user name and password; the user needs the monitoring, management or administrator tag)"
+	case http.StatusNotFound:
+		hint = " (is the management plugin enabled, and the target's path prefix right?)"
+	}
+	msg := fmt.Sprintf("management API answered %d %s%s", e.Code, http.StatusText(e.Code), hint)
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
+}
+
+// ErrBodyTooLarge is returned when a listing exceeds MaxBodyBytes.
+var ErrBodyTooLarge = errors.New("response body exceeds the configured maximum")
+
+// ListQueues requests the queue listing of t and calls fn for each queue as it
+// is decoded. The whole exchange ends when ctx does.
+func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Credentials, fn func(*Queue) error) error {
+	endpoint := t.BaseURL() + "/api/queues?" + QueuesQuery
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return fmt.Errorf("building request for %s: %w", t, err)
+	}
+	req.SetBasicAuth(cred.Username, string(cred.Password))
+	req.Header.Set("Accept", "application/json")
+	if c.UserAgent != "" {
+		req.Header.Set("User-Agent", c.UserAgent)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body)}
+	}
+	max := c.MaxBodyBytes
+	if max <= 0 {
+		max = DefaultMaxBodyBytes
+	}
+	body := &limitedReader{r: resp.Body, remaining: max}
+	if err := DecodeQueues(body, c.Limits, fn); err != nil {
+		if body.exceeded {
+			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.max-response-bytes)", ErrBodyTooLarge, max)
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return deadlineError(ctx, ctxErr)
+		}
+		return fmt.Errorf("reading queue listing: %w", err)
+	}
+	return nil
+}
+
+// transportError strips url.Error's repetition of the request URL (it is in the
+// log line already) and names timeouts plainly.
+func transportError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return deadlineError(ctx, ctxErr)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("request failed: %w", err)
+}
+
+func deadlineError(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("timed out before the listing completed (scrape timeout reached)")
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("cancelled: %w", cause)
+	}
+	return errors.New("cancelled before the listing completed")
+}
+
+// errorReason extracts a one-line explanation from an error body: RabbitMQ's
+// JSON {"error":..,"reason":..} or the start of anything else (an HTML proxy page).
+func errorReason(body io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(body, 4096))
+	s := string(b)
+	if i := strings.Index(s, `"reason":"`); i >= 0 {
+		rest := s[i+len(`"reason":"`):]
+		if j := strings.IndexByte(rest, '"'); j >= 0 {
+			s = rest[:j]
+		}
+	}
+	s = htmlTag.ReplaceAllString(s, " ")
+	s = strings.Join(strings.Fields(s), " ")
+	var out strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			continue
+		}
+		out.WriteRune(r)
+		if out.Len() >= 200 {
+			out.WriteString("…")
+			break
+		}
+	}
+	return out.String()
+}
+
+// htmlTag matches markup in error pages from proxies, which only adds noise to a log line.
+var htmlTag = regexp.MustCompile(`<[^>]*>`)
+
+type limitedReader struct {
+	r         io.Reader
+	remaining int64
+	exceeded  bool
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remaining <= 0 {
+		// Probe for one more byte to tell "exactly at the limit" from "over it".
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.exceeded = true
+			return 0, ErrBodyTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.remaining {
+		p = p[:l.remaining]
+	}
+	n, err := l.r.Read(p)
+	l.remaining -= int64(n)
+	return n, err
+}

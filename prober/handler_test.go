@@ -1,0 +1,447 @@
+package prober
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+)
+
+const testPassword = "pw-Do-Not-Leak-42"
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *syncBuffer) {
+	t.Helper()
+	tgt, err := config.ParseTarget(defaultTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	return &Handler{
+		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Prober:         &Prober{},
+		DefaultTarget:  tgt,
+		DefaultModule:  &Module{Credentials: config.Credentials{Username: "monitor", Password: testPassword}, Client: &management.Client{HTTP: management.NewHTTPClient(nil)}},
+		TimeoutOffset:  500 * time.Millisecond,
+		DefaultTimeout: 5 * time.Second,
+		Exporter:       prometheus.NewRegistry(),
+		MetricsQueues:  true,
+	}, logs
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "management", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type scrape struct {
+	status  int
+	header  http.Header
+	body    string
+	samples map[string]float64 // "name{host,vhost,name}" or plain metric name for unlabelled
+}
+
+func doScrape(t *testing.T, h http.HandlerFunc, rawQuery string, header http.Header) scrape {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/probe?"+rawQuery, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h(rec, req)
+	res := scrape{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
+	if rec.Code == http.StatusOK && !strings.Contains(res.header.Get("Content-Type"), "openmetrics") && res.header.Get("Content-Encoding") == "" {
+		res.samples = parseSamples(t, rec.Body.Bytes())
+	}
+	return res
+}
+
+func parseSamples(t *testing.T, body []byte) map[string]float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("response does not parse: %v\n%s", err, body)
+	}
+	out := map[string]float64{}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			out[sampleKey(name, m)] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+func sampleKey(name string, m *dto.Metric) string {
+	if len(m.GetLabel()) == 0 {
+		return name
+	}
+	l := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		l[lp.GetName()] = lp.GetValue()
+	}
+	if l["name"] == "" && l["vhost"] == "" {
+		return fmt.Sprintf("%s{%s}", name, l["host"])
+	}
+	return fmt.Sprintf("%s{%s,%s,%s}", name, l["host"], l["vhost"], l["name"])
+}
+
+func fakeBroker(t *testing.T, handler http.HandlerFunc) (*httptest.Server, string) {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return srv, u.Host
+}
+
+func serveBody(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}
+}
+
+func TestProbeFixtures(t *testing.T) {
+	q := func(vhost, name string) string { return "{127.0.0.1," + vhost + "," + name + "}" }
+	tests := []struct {
+		fixture string
+		queues  int
+		missing int
+		want    map[string]float64
+		absent  []string
+	}{
+		{fixture: "queues-3.10.8-lean.json", queues: 4, missing: 1, want: map[string]float64{
+			"rabbitmq_individual_queue_messages" + q("/", "fx.classic"):                   3,
+			"rabbitmq_individual_queue_messages_ready" + q("/", "fx.quorum"):              3,
+			"rabbitmq_individual_queue_messages_unacknowledged" + q("fx v", "fx.q\"uote"): 0,
+		}, absent: []string{"rabbitmq_individual_queue_messages" + q("/", "fx.stream")}},
+		{fixture: "queues-3.13-default.json", queues: 4, missing: 2, want: map[string]float64{
+			"rabbitmq_individual_queue_messages" + q("/", "orders"):                10,
+			"rabbitmq_individual_queue_messages_ready" + q("/", "orders"):          8,
+			"rabbitmq_individual_queue_messages_unacknowledged" + q("/", "orders"): 2,
+			"rabbitmq_individual_queue_messages" + q("prod/eu", "payments.q"):      0,
+		}, absent: []string{
+			"rabbitmq_individual_queue_messages" + q("prod/eu", "events"),
+			"rabbitmq_individual_queue_messages_ready" + q("/", "on-down-node"),
+		}},
+		{fixture: "queues-4.x-lean.json", queues: 4, missing: 2, want: map[string]float64{
+			"rabbitmq_individual_queue_messages" + q("/", "big"):                       1200000,
+			"rabbitmq_individual_queue_messages_unacknowledged" + q("/", "big"):        1000,
+			"rabbitmq_individual_queue_messages_ready" + q("vh ünï/x", "q with space"): 0,
+		}, absent: []string{"rabbitmq_individual_queue_messages" + q("/", "stream.s1")}},
+		{fixture: "queues-4.x-paged.json", queues: 2, missing: 0, want: map[string]float64{
+			"rabbitmq_individual_queue_messages_unacknowledged" + q("/", "a"): 1,
+			"rabbitmq_individual_queue_messages_ready" + q("v2", "b"):         7,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.fixture, func(t *testing.T) {
+			_, addr := fakeBroker(t, serveBody(fixture(t, tc.fixture)))
+			h, _ := newTestHandler(t, addr)
+			res := doScrape(t, h.Probe, "", nil)
+			if res.status != http.StatusOK {
+				t.Fatalf("status %d: %s", res.status, res.body)
+			}
+			want := map[string]float64{
+				"probe_success": 1, "rabbitmq_up{127.0.0.1}": 1,
+				"rabbitmq_queues{127.0.0.1}": float64(tc.queues), "rabbitmq_queues_missing_counts{127.0.0.1}": float64(tc.missing),
+			}
+			for k, v := range tc.want {
+				want[k] = v
+			}
+			for k, v := range want {
+				if got, ok := res.samples[k]; !ok || got != v {
+					t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := res.samples[k]; ok {
+					t.Errorf("%s must have no sample (count absent in the API response)", k)
+				}
+			}
+		})
+	}
+}
+
+func TestProbeRequestIsLean(t *testing.T) {
+	var got *http.Request
+	_, addr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
+		got = r.Clone(r.Context())
+		w.Write([]byte("[]"))
+	})
+	h, _ := newTestHandler(t, "unused")
+	res := doScrape(t, h.Probe, "target="+url.QueryEscape("http://"+addr+"/rabbit/"), nil)
+	if res.samples["probe_success"] != 1 {
+		t.Fatalf("probe failed: %s", res.body)
+	}
+	if got.URL.Path != "/rabbit/api/queues" {
+		t.Errorf("path = %q, want the prefix kept: /rabbit/api/queues", got.URL.Path)
+	}
+	q := got.URL.Query()
+	if q.Get("columns") != "name,vhost,messages,messages_ready,messages_unacknowledged" || q.Get("disable_stats") != "true" || q.Get("enable_queue_totals") != "true" || q.Has("sort") {
+		t.Errorf("query = %q", got.URL.RawQuery)
+	}
+	if u, p, ok := got.BasicAuth(); !ok || u != "monitor" || p != testPassword {
+		t.Errorf("basic auth = %q %q %v", u, p, ok)
+	}
+}
+
+func TestProbeBrokerFailures(t *testing.T) {
+	lean := fixture(t, "queues-3.10.8-lean.json")
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		log     string
+	}{
+		{"401 bad password", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"not_authorized","reason":"Login failed"}`))
+		}, "answered 401 Unauthorized"},
+		{"401 not management user", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"not_authorized","reason":"Not management user"}`))
+		}, "Not management user"},
+		{"404", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, "answered 404 Not Found"},
+		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, "answered 500"},
+		{"503 html", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(503)
+			w.Write([]byte("<html><body><h1>503 Service Unavailable</h1>\nNo server is available</body></html>"))
+		}, "answered 503 Service Unavailable"},
+		{"bad json", serveBody([]byte(`{"not":"a listing"`)), "reading queue listing"},
+		{"wrong types", serveBody([]byte(`[{"name":"q","vhost":"/","messages":"three"}]`)), "messages"},
+		{"truncated mid-listing", serveBody(lean[:len(lean)/2]), "truncated"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr := fakeBroker(t, tc.handler)
+			h, logs := newTestHandler(t, addr)
+			res := doScrape(t, h.Probe, "", nil)
+			if res.status != http.StatusOK {
+				t.Fatalf("status = %d, want 200 with probe_success 0", res.status)
+			}
+			if res.samples["probe_success"] != 0 || res.samples["rabbitmq_up{127.0.0.1}"] != 0 {
+				t.Errorf("want probe_success 0 and rabbitmq_up 0:\n%s", res.body)
+			}
+			if strings.Contains(res.body, "rabbitmq_individual_queue") {
+				t.Errorf("a failed listing must not yield queue samples:\n%s", res.body)
+			}
+			if l := logs.String(); !strings.Contains(l, tc.log) || !strings.Contains(l, "target=http://127.0.0.1:") {
+				t.Errorf("log %q lacks %q or the target", l, tc.log)
+			}
+			if strings.Contains(logs.String()+res.body, testPassword) {
+				t.Errorf("password leaked")
+			}
+		})
+	}
+}
+
+func TestProbeSlowBodyEndsAtDeadline(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	_, addr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`[{"name":"q","vhost":"/","messages":1},`))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	h, logs := newTestHandler(t, addr)
+	res := doScrape(t, h.Probe, "", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"1"}})
+	if res.samples["probe_success"] != 0 || !strings.Contains(logs.String(), "timed out") {
+		t.Fatalf("want a timed-out failure; body:\n%s\nlogs: %s", res.body, logs)
+	}
+	if d := res.samples["probe_duration_seconds"]; d < 0.4 || d > 5 {
+		t.Errorf("probe_duration_seconds = %v, want about the 0.5 s timeout (1 s header minus 0.5 s offset)", d)
+	}
+}
+
+func TestProbeBadRequests(t *testing.T) {
+	h, _ := newTestHandler(t, "localhost")
+	tests := []struct {
+		name   string
+		query  string
+		header http.Header
+		status int
+		body   string
+	}{
+		{"unsupported scheme", "target=ftp://x", nil, 400, `invalid target: target scheme "ftp" is not supported`},
+		{"garbled", "target=" + url.QueryEscape("http://[::1"), nil, 400, "invalid target"},
+		{"userinfo", "target=" + url.QueryEscape("http://admin:"+testPassword+"@x"), nil, 400, "must not contain user information"},
+		{"bad timeout header", "target=x", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"soon"}}, 400, "invalid X-Prometheus-Scrape-Timeout-Seconds"},
+		{"negative timeout header", "target=x", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"-3"}}, 400, "want a positive number"},
+		{"oversized query", "target=" + strings.Repeat("a", 5000), nil, 414, "longer than 4096"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := doScrape(t, h.Probe, tc.query, tc.header)
+			if res.status != tc.status || !strings.Contains(res.body, tc.body) {
+				t.Fatalf("got %d %q, want %d containing %q", res.status, res.body, tc.status, tc.body)
+			}
+			if strings.Count(strings.TrimSpace(res.body), "\n") != 0 {
+				t.Errorf("error body must be one line: %q", res.body)
+			}
+			if strings.Contains(res.body, testPassword) {
+				t.Errorf("error echoes a secret: %q", res.body)
+			}
+		})
+	}
+}
+
+func TestRedirectToOtherHostNotFollowed(t *testing.T) {
+	var other atomic.Int32
+	_, otherAddr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
+		other.Add(1)
+		w.Write([]byte("[]"))
+	})
+	_, addr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+otherAddr+r.URL.RequestURI(), http.StatusFound)
+	})
+	h, logs := newTestHandler(t, addr)
+	res := doScrape(t, h.Probe, "", nil)
+	if res.samples["probe_success"] != 0 || other.Load() != 0 {
+		t.Fatalf("redirect followed to another host (%d requests there); body:\n%s", other.Load(), res.body)
+	}
+	if !strings.Contains(logs.String(), "refusing redirect") {
+		t.Errorf("log lacks the reason: %s", logs)
+	}
+}
+
+func TestConcurrentProbesShareOneRequest(t *testing.T) {
+	const n = 8
+	var requests atomic.Int32
+	gate := make(chan struct{})
+	_, addr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		<-gate
+		w.Write([]byte(`[{"name":"q","vhost":"/","messages":4,"messages_ready":4,"messages_unacknowledged":0}]`))
+	})
+	h, _ := newTestHandler(t, addr)
+	var wg sync.WaitGroup
+	results := make([]scrape, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = doScrape(t, h.Probe, "", nil) }()
+	}
+	// Wait until the one request arrived and the others had time to join it.
+	for requests.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	if got := requests.Load(); got != 1 {
+		t.Fatalf("%d broker requests for %d concurrent probes, want 1", got, n)
+	}
+	for i, r := range results {
+		if r.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,q}"] != 4 {
+			t.Errorf("probe %d did not get the shared result:\n%s", i, r.body)
+		}
+	}
+
+	// Different credentials never share a result.
+	other := *h.DefaultModule
+	other.Credentials.Password = "another"
+	if requestKey(h.DefaultTarget, h.DefaultModule) == requestKey(h.DefaultTarget, &other) {
+		t.Fatal("request key ignores the password")
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	_, addr := fakeBroker(t, serveBody(fixture(t, "queues-3.10.8-lean.json")))
+	h, _ := newTestHandler(t, addr)
+
+	om := doScrape(t, h.Probe, "", http.Header{"Accept": {"application/openmetrics-text;version=1.0.0"}})
+	if ct := om.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("Content-Type = %q, want OpenMetrics", ct)
+	}
+	if !strings.HasSuffix(om.body, "\n# EOF\n") || strings.Count(om.body, "# EOF") != 1 {
+		t.Errorf("OpenMetrics body must end with exactly one # EOF:\n%s", om.body)
+	}
+	if !strings.Contains(om.body, `rabbitmq_individual_queue_messages{host="127.0.0.1",name="fx.classic",vhost="/"} 3`) {
+		t.Errorf("OpenMetrics body lacks the queue sample:\n%s", om.body)
+	}
+
+	gz := doScrape(t, h.Probe, "", http.Header{"Accept-Encoding": {"gzip"}})
+	if gz.header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("no gzip despite Accept-Encoding: gzip")
+	}
+	zr, err := gzip.NewReader(strings.NewReader(gz.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parseSamples(t, plain)["rabbitmq_individual_queue_messages_ready{127.0.0.1,/,fx.quorum}"] != 3 {
+		t.Errorf("gzip body lacks samples:\n%s", plain)
+	}
+	if acceptsGzip("gzip;q=0") || !acceptsGzip("deflate, gzip;q=0.5") || acceptsGzip("identity") {
+		t.Error("acceptsGzip misreads q-values")
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	_, addr := fakeBroker(t, serveBody(fixture(t, "queues-3.10.8-lean.json")))
+	h, _ := newTestHandler(t, addr)
+	own := prometheus.NewGauge(prometheus.GaugeOpts{Name: "exporter_own_metric", Help: "x"})
+	own.Set(7)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(own)
+	h.Exporter = reg
+
+	res := doScrape(t, h.Metrics, "", nil)
+	if res.samples["exporter_own_metric"] != 7 || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,fx.classic}"] != 3 || res.samples["rabbitmq_up{127.0.0.1}"] != 1 {
+		t.Fatalf("want own metrics and queues:\n%s", res.body)
+	}
+	if _, ok := res.samples["probe_success"]; ok {
+		t.Error("/metrics must not carry probe_success")
+	}
+
+	h.MetricsQueues = false
+	res = doScrape(t, h.Metrics, "", nil)
+	if res.samples["exporter_own_metric"] != 7 || strings.Contains(res.body, "rabbitmq_") {
+		t.Fatalf("with queues off /metrics must carry only the exporter's metrics:\n%s", res.body)
+	}
+}

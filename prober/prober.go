@@ -1,0 +1,113 @@
+// Package prober scrapes one broker per request, blackbox_exporter style: a
+// probe gets a context, a target, a module and a fresh registry to record into.
+package prober
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+)
+
+// Module is the effective set of settings one probe runs with.
+type Module struct {
+	Name        string
+	Credentials config.Credentials
+	Client      *management.Client
+}
+
+// Prober lists queues, sharing one in-flight broker request among concurrent
+// probes of the same target with the same credentials.
+type Prober struct {
+	group singleflight.Group
+}
+
+// ProbeQueues lists the queues of target with module's credentials and records
+// rabbitmq_up, rabbitmq_queues and rabbitmq_queues_missing_counts in registry.
+// It returns the queues (nil on failure) and whether the listing succeeded.
+func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *Module, registry prometheus.Registerer, logger *slog.Logger) (*collector.QueueSet, bool) {
+	labels := prometheus.Labels{"host": target.Hostname}
+	up := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rabbitmq_up", Help: "1 if the management API listed the queues of this broker in this scrape, 0 if not.", ConstLabels: labels,
+	})
+	registry.MustRegister(up)
+
+	qs, err := p.list(ctx, target, module)
+	if err != nil {
+		logger.Warn("listing queues failed", "module", module.Name, "err", err)
+		return nil, false
+	}
+	up.Set(1)
+	queues := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rabbitmq_queues", Help: "Queues in the listing of this broker (every vhost the user can see).", ConstLabels: labels,
+	})
+	missing := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rabbitmq_queues_missing_counts", ConstLabels: labels,
+		Help: "Queues listed without one or more of messages, messages_ready, messages_unacknowledged (e.g. streams, queues on a down node, queues without stats yet); the absent counts get no sample.",
+	})
+	registry.MustRegister(queues, missing)
+	queues.Set(float64(qs.Len()))
+	missing.Set(float64(qs.MissingCounts()))
+	logger.Debug("listed queues", "queues", qs.Len(), "missing_counts", qs.MissingCounts())
+	return qs, true
+}
+
+// list shares one broker request among concurrent callers with the same key.
+// The shared request runs until the first caller's deadline; a caller that
+// gives up earlier stops waiting without cancelling it for the others.
+func (p *Prober) list(ctx context.Context, target config.Target, module *Module) (*collector.QueueSet, error) {
+	key := requestKey(target, module)
+	deadline, hasDeadline := ctx.Deadline()
+	ch := p.group.DoChan(key, func() (interface{}, error) {
+		reqCtx := context.WithoutCancel(ctx)
+		var cancel context.CancelFunc
+		if hasDeadline {
+			reqCtx, cancel = context.WithDeadline(reqCtx, deadline)
+		} else {
+			reqCtx, cancel = context.WithCancel(reqCtx)
+		}
+		defer cancel()
+		qs := collector.NewQueueSet(target.Hostname)
+		err := module.Client.ListQueues(reqCtx, target, module.Credentials, func(q *management.Queue) error {
+			qs.Add(q.Vhost, q.Name, q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return qs, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*collector.QueueSet), nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, errors.New("timed out before the listing completed (scrape timeout reached)")
+		}
+		return nil, fmt.Errorf("cancelled: %w", context.Cause(ctx))
+	}
+}
+
+// requestKey identifies what a listing depends on. The password enters only as
+// a hash, so results are never shared across different credentials and the
+// secret is not kept in the key.
+func requestKey(target config.Target, module *Module) string {
+	h := sha256.New()
+	for _, part := range []string{target.String(), module.Name, module.Credentials.Username, string(module.Credentials.Password)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
