@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 )
 
 const testPassword = "pw-Do-Not-Leak-42"
@@ -53,16 +53,31 @@ func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *syncBuffer) 
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	return &Handler{
+	h := &Handler{
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Prober:         &Prober{},
 		DefaultTarget:  tgt,
-		DefaultModule:  &Module{Credentials: config.Credentials{Username: "monitor", Password: testPassword}, Client: &management.Client{HTTP: management.NewHTTPClient(nil)}},
 		TimeoutOffset:  500 * time.Millisecond,
 		DefaultTimeout: 5 * time.Second,
 		Exporter:       prometheus.NewRegistry(),
 		MetricsQueues:  true,
-	}, logs
+	}
+	h.SetModules(&Modules{Env: testModule(t, "", "monitor", testPassword, regexp.QuoteMeta(tgt.HostPort()), `127\.0\.0\.1:\d+`), ByName: map[string]*Module{}})
+	return h, logs
+}
+
+func testModule(t *testing.T, name, user, password string, targets ...string) *Module {
+	t.Helper()
+	m := &config.Module{Name: name, Credentials: config.Credentials{Username: user, Password: config.Secret(password)}}
+	for _, p := range targets {
+		re, err := config.CompileAnchored("test", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Targets = append(m.Targets, re)
+		m.Config.Targets = append(m.Config.Targets, p)
+	}
+	return NewModule(m, 0, "test")
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -380,9 +395,11 @@ func TestConcurrentProbesShareOneRequest(t *testing.T) {
 	}
 
 	// Different credentials never share a result.
-	other := *h.DefaultModule
-	other.Credentials.Password = "another"
-	if requestKey(h.DefaultTarget, h.DefaultModule) == requestKey(h.DefaultTarget, &other) {
+	env := h.Modules().Env
+	otherCfg := *env.Module
+	otherCfg.Credentials.Password = "another"
+	other := &Module{Module: &otherCfg, Client: env.Client}
+	if requestKey(h.DefaultTarget, env) == requestKey(h.DefaultTarget, other) {
 		t.Fatal("request key ignores the password")
 	}
 }
@@ -443,5 +460,113 @@ func TestMetricsEndpoint(t *testing.T) {
 	res = doScrape(t, h.Metrics, "", nil)
 	if res.samples["exporter_own_metric"] != 7 || strings.Contains(res.body, "rabbitmq_") {
 		t.Fatalf("with queues off /metrics must carry only the exporter's metrics:\n%s", res.body)
+	}
+}
+
+// recorder is a listener that notes every request and any Authorization header.
+type recorder struct {
+	requests atomic.Int32
+	auth     atomic.Value
+}
+
+func (rec *recorder) handler(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec.requests.Add(1)
+		if a := r.Header.Get("Authorization"); a != "" {
+			rec.auth.Store(a)
+		}
+		w.Write(body)
+	}
+}
+
+func TestAuthModulesAndAllowLists(t *testing.T) {
+	body := []byte(`[{"name":"q","vhost":"/","messages":2,"messages_ready":1,"messages_unacknowledged":1}]`)
+	var allowedRec, strangerRec recorder
+	_, allowedAddr := fakeBroker(t, allowedRec.handler(body))
+	_, strangerAddr := fakeBroker(t, strangerRec.handler(body))
+
+	h, logs := newTestHandler(t, "rabbit.internal")
+	// The env module may go only to the default target in this test.
+	mods := &Modules{
+		Env: testModule(t, "", "monitor", testPassword, `rabbit\.internal:15672`),
+		ByName: map[string]*Module{
+			"prod": testModule(t, "prod", "prod-user", "prod-"+testPassword, regexp.QuoteMeta(allowedAddr)),
+		},
+	}
+	h.SetModules(mods)
+	h.ConfigFile = "/etc/rqe.yml"
+
+	tests := []struct {
+		name   string
+		query  string
+		status int
+		body   string
+	}{
+		{"unknown module", "target=" + allowedAddr + "&auth_module=nope", 400, `unknown auth_module "nope"`},
+		{"module not allowed for target", "target=" + strangerAddr + "&auth_module=prod", 403, `is not allowed for auth_module "prod": add a matching pattern to auth_modules.prod.targets in /etc/rqe.yml`},
+		{"env credentials not allowed for target", "target=" + strangerAddr, 403, "--probe.allowed-targets / RABBITMQ_PROBE_ALLOWED_TARGETS"},
+		{"pattern is anchored", "target=x" + allowedAddr + "&auth_module=prod", 403, "not allowed"},
+		{"allowed", "target=" + allowedAddr + "&auth_module=prod", 200, "rabbitmq_individual_queue_messages_unacknowledged"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := doScrape(t, h.Probe, tc.query, nil)
+			if res.status != tc.status || !strings.Contains(res.body, tc.body) {
+				t.Fatalf("got %d %q, want %d containing %q", res.status, res.body, tc.status, tc.body)
+			}
+		})
+	}
+	if n := strangerRec.requests.Load(); n != 0 {
+		t.Fatalf("a target no module allows received %d requests", n)
+	}
+	if allowedRec.requests.Load() != 1 {
+		t.Fatalf("allowed target got %d requests, want 1", allowedRec.requests.Load())
+	}
+	req := &http.Request{Header: http.Header{"Authorization": {allowedRec.auth.Load().(string)}}}
+	if u, p, _ := req.BasicAuth(); u != "prod-user" || p != "prod-"+testPassword {
+		t.Fatalf("module credentials not used: %q", u)
+	}
+	if strings.Contains(logs.String(), testPassword) {
+		t.Fatal("password in logs")
+	}
+}
+
+func TestFiltersApply(t *testing.T) {
+	body := []byte(`[{"name":"keep.1","vhost":"prod","messages":1,"messages_ready":1,"messages_unacknowledged":0},` +
+		`{"name":"drop.tmp","vhost":"prod","messages":2,"messages_ready":2,"messages_unacknowledged":0},` +
+		`{"name":"keep.2","vhost":"test","messages":3,"messages_ready":3,"messages_unacknowledged":0}]`)
+	_, addr := fakeBroker(t, serveBody(body))
+	h, _ := newTestHandler(t, addr)
+	env := h.Modules().Env
+	f, err := config.NewFilter("test.", "prod|staging", "", "", `.*\.tmp`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Filter = f
+	res := doScrape(t, h.Probe, "", nil)
+	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,prod,keep.1}"] != 1 || res.samples["rabbitmq_queues{127.0.0.1}"] != 1 {
+		t.Fatalf("filter result wrong:\n%s", res.body)
+	}
+	for _, gone := range []string{"{127.0.0.1,prod,drop.tmp}", "{127.0.0.1,test,keep.2}"} {
+		if _, ok := res.samples["rabbitmq_individual_queue_messages"+gone]; ok {
+			t.Errorf("%s should be filtered out", gone)
+		}
+	}
+}
+
+func TestDebugOutput(t *testing.T) {
+	_, addr := fakeBroker(t, serveBody([]byte(`[{"name":"q","vhost":"/","messages":5,"messages_ready":5,"messages_unacknowledged":0}]`)))
+	h, _ := newTestHandler(t, addr)
+	req := httptest.NewRequest(http.MethodGet, "/probe?debug=true", nil)
+	rec := httptest.NewRecorder()
+	h.Probe(rec, req)
+	out := rec.Body.String()
+	for _, want := range []string{"Logs for the probe:", "probe finished", "Metrics that would have been returned:", `rabbitmq_individual_queue_messages{host="127.0.0.1",name="q",vhost="/"} 5`, "probe_success 1", "Module configuration", "username: monitor", "password: <secret>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("debug output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, testPassword) || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+		t.Fatalf("debug output leaks the password or is not text/plain:\n%s", out)
 	}
 }

@@ -18,11 +18,26 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 )
 
-// Module is the effective set of settings one probe runs with.
+// Module is an auth module ready to probe with: its validated configuration
+// and an HTTP client carrying its TLS settings.
 type Module struct {
-	Name        string
-	Credentials config.Credentials
-	Client      *management.Client
+	*config.Module
+	Client *management.Client
+}
+
+// NewModule builds the management client for a module.
+func NewModule(m *config.Module, maxBodyBytes int64, userAgent string) *Module {
+	return &Module{Module: m, Client: &management.Client{
+		HTTP:         management.NewHTTPClient(m.TLS),
+		MaxBodyBytes: maxBodyBytes,
+		UserAgent:    userAgent,
+	}}
+}
+
+// Modules is one generation of configuration, swapped whole on reload.
+type Modules struct {
+	Env    *Module // credentials from flags/env, used when no auth_module is given
+	ByName map[string]*Module
 }
 
 // Prober lists queues, sharing one in-flight broker request among concurrent
@@ -48,7 +63,7 @@ func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *
 	}
 	up.Set(1)
 	queues := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "rabbitmq_queues", Help: "Queues in the listing of this broker (every vhost the user can see).", ConstLabels: labels,
+		Name: "rabbitmq_queues", Help: "Queues exported for this broker: every queue the user can see in any vhost, after the module's vhost/queue filters.", ConstLabels: labels,
 	})
 	missing := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rabbitmq_queues_missing_counts", ConstLabels: labels,
@@ -77,7 +92,12 @@ func (p *Prober) list(ctx context.Context, target config.Target, module *Module)
 		}
 		defer cancel()
 		qs := collector.NewQueueSet(target.Hostname)
+		filter := &module.Filter
+		all := filter.Empty()
 		err := module.Client.ListQueues(reqCtx, target, module.Credentials, func(q *management.Queue) error {
+			if !all && !filter.Keep(q.Vhost, q.Name) {
+				return nil
+			}
 			qs.Add(q.Vhost, q.Name, q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has)
 			return nil
 		})
@@ -102,10 +122,11 @@ func (p *Prober) list(ctx context.Context, target config.Target, module *Module)
 
 // requestKey identifies what a listing depends on. The password enters only as
 // a hash, so results are never shared across different credentials and the
-// secret is not kept in the key.
+// secret is not kept in the key; the module's identity keeps two configuration
+// generations (say, different filters after a reload) apart.
 func requestKey(target config.Target, module *Module) string {
 	h := sha256.New()
-	for _, part := range []string{target.String(), module.Name, module.Credentials.Username, string(module.Credentials.Password)} {
+	for _, part := range []string{target.String(), fmt.Sprintf("%p", module.Module), module.Name, module.Credentials.Username, string(module.Credentials.Password)} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

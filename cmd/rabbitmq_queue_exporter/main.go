@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -23,7 +25,6 @@ import (
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/prober"
 )
 
@@ -45,28 +46,53 @@ func (o *optionalString) String() string {
 	return *o.value
 }
 
-func run(args []string, stdout, stderr *os.File) int {
+// settings are the parsed flags; modules are rebuilt from them on every reload
+// so secret files and the config file are read again.
+type settings struct {
+	host                   string
+	user, password         optionalString
+	userFile, passwordFile string
+	allowedTargets         string
+	includeVhosts          string
+	excludeVhosts          string
+	includeQueues          string
+	excludeQueues          string
+	tls                    config.TLSConfig
+	configFile             string
+	maxBody                int64
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New(exporterName, "Prometheus exporter for RabbitMQ queue depths, read from the management HTTP API.\n\n"+
-		"Single broker: scrape /metrics (queues of --rabbitmq.host). Many brokers: scrape /probe?target=<host|host:port|URL>.")
+		"Single broker: scrape /metrics (queues of --rabbitmq.host). Many brokers: scrape /probe?target=<host|host:port|URL>[&auth_module=<name>].")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
 
-	var (
-		host      = app.Flag("rabbitmq.host", "Broker management API: host, host:port or http(s)://host[:port][/path-prefix]. Default ports: 15672 (http), 15671 (https).").Default("localhost").Envar("RABBITMQ_HOST").String()
-		user      optionalString
-		password  optionalString
-		userFile  = app.Flag("rabbitmq.user-file", "File holding the management API user name (instead of --rabbitmq.user).").Envar("RABBITMQ_USER_FILE").String()
-		passFile  = app.Flag("rabbitmq.password-file", "File holding the management API password (instead of --rabbitmq.password).").Envar("RABBITMQ_PASSWORD_FILE").String()
-		maxBody   = app.Flag("rabbitmq.max-response-bytes", "Largest queue listing accepted from a broker; a larger one fails the scrape.").Default("512MiB").Bytes()
-		queuesIn  = app.Flag("metrics.queues", "Include the queues of --rabbitmq.host in /metrics. Disable for exporters used only through /probe.").Default("true").Bool()
-		offset    = app.Flag("probe.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to leave time to answer.").Default("0.5s").Duration()
-		defTimout = app.Flag("probe.default-timeout", "Broker request timeout when the scraper sends no timeout header.").Default("10s").Duration()
-		webConfig = webflag.AddFlags(app, ":9419")
-	)
-	app.Flag("rabbitmq.user", "Management API user name (default guest).").Envar("RABBITMQ_USER").SetValue(&user)
-	app.Flag("rabbitmq.password", "Management API password (default guest).").Envar("RABBITMQ_PASSWORD").SetValue(&password)
+	var s settings
+	app.Flag("rabbitmq.host", "Broker management API: host, host:port or http(s)://host[:port][/path-prefix]. Default ports: 15672 (http), 15671 (https).").Default("localhost").Envar("RABBITMQ_HOST").StringVar(&s.host)
+	app.Flag("rabbitmq.user", "Management API user name (default guest).").Envar("RABBITMQ_USER").SetValue(&s.user)
+	app.Flag("rabbitmq.password", "Management API password (default guest). Prefer --rabbitmq.password-file.").Envar("RABBITMQ_PASSWORD").SetValue(&s.password)
+	app.Flag("rabbitmq.user-file", "File holding the management API user name (instead of --rabbitmq.user).").Envar("RABBITMQ_USER_FILE").StringVar(&s.userFile)
+	app.Flag("rabbitmq.password-file", "File holding the management API password (instead of --rabbitmq.password); re-read on reload.").Envar("RABBITMQ_PASSWORD_FILE").StringVar(&s.passwordFile)
+	app.Flag("rabbitmq.tls.ca-file", "CA certificate (PEM) to verify https brokers with.").Envar("RABBITMQ_TLS_CA_FILE").StringVar(&s.tls.CAFile)
+	app.Flag("rabbitmq.tls.cert-file", "Client certificate (PEM) for https brokers.").Envar("RABBITMQ_TLS_CERT_FILE").StringVar(&s.tls.CertFile)
+	app.Flag("rabbitmq.tls.key-file", "Client key (PEM) for https brokers.").Envar("RABBITMQ_TLS_KEY_FILE").StringVar(&s.tls.KeyFile)
+	app.Flag("rabbitmq.tls.server-name", "Server name to verify https brokers' certificates against.").Envar("RABBITMQ_TLS_SERVER_NAME").StringVar(&s.tls.ServerName)
+	app.Flag("rabbitmq.tls.insecure-skip-verify", "Do not verify https brokers' certificates (testing only).").Envar("RABBITMQ_TLS_INSECURE_SKIP_VERIFY").BoolVar(&s.tls.InsecureSkipVerify)
+	app.Flag("rabbitmq.include-vhosts", "Only export queues in vhosts matching this regular expression (whole name).").Envar("RABBITMQ_INCLUDE_VHOSTS").StringVar(&s.includeVhosts)
+	app.Flag("rabbitmq.exclude-vhosts", "Do not export queues in vhosts matching this regular expression.").Envar("RABBITMQ_EXCLUDE_VHOSTS").StringVar(&s.excludeVhosts)
+	app.Flag("rabbitmq.include-queues", "Only export queues whose name matches this regular expression (whole name).").Envar("RABBITMQ_INCLUDE_QUEUES").StringVar(&s.includeQueues)
+	app.Flag("rabbitmq.exclude-queues", "Do not export queues whose name matches this regular expression.").Envar("RABBITMQ_EXCLUDE_QUEUES").StringVar(&s.excludeQueues)
+	maxBody := app.Flag("rabbitmq.max-response-bytes", "Largest queue listing accepted from a broker; a larger one fails the scrape.").Default("512MiB").Envar("RABBITMQ_MAX_RESPONSE_BYTES").Bytes()
+	app.Flag("probe.allowed-targets", "Regular expression of host:port (default port filled in) that /probe may send the RABBITMQ_USER credentials to, besides --rabbitmq.host. Empty: only --rabbitmq.host. '.*': any target.").Envar("RABBITMQ_PROBE_ALLOWED_TARGETS").StringVar(&s.allowedTargets)
+	app.Flag("config.file", "YAML file with auth_modules (per-broker credentials, TLS, allowed targets, filters). Reloaded on SIGHUP and POST /-/reload.").Envar("RABBITMQ_EXPORTER_CONFIG_FILE").StringVar(&s.configFile)
+	check := app.Flag("config.check", "Validate the configuration (flags, env, --config.file and the files they name) and exit.").Bool()
+	queuesIn := app.Flag("metrics.queues", "Include the queues of --rabbitmq.host in /metrics. Disable (--no-metrics.queues) for exporters used only through /probe.").Default("true").Envar("RABBITMQ_METRICS_QUEUES").Bool()
+	offset := app.Flag("probe.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to leave time to answer.").Default("0.5s").Duration()
+	defaultTimeout := app.Flag("probe.default-timeout", "Broker request timeout when the scraper sends no timeout header.").Default("10s").Duration()
+	webConfig := webflag.AddFlags(app, ":9419")
 	logConfig := &promslog.Config{}
 	promslogflag.AddFlags(app, logConfig)
 
@@ -74,34 +100,34 @@ func run(args []string, stdout, stderr *os.File) int {
 		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
 		return 2
 	}
+	s.maxBody = int64(*maxBody)
 	logConfig.Writer = stderr
 	logger := promslog.New(logConfig)
 
-	target, err := config.ParseTarget(*host)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid --rabbitmq.host / RABBITMQ_HOST: %v\n", exporterName, err)
-		return 2
-	}
-	username, err := config.Setting{Name: "--rabbitmq.user / RABBITMQ_USER", Value: user.value, FileName: "--rabbitmq.user-file / RABBITMQ_USER_FILE", File: *userFile, Default: "guest"}.Resolve()
-	if err != nil {
+	fail := func(err error) int {
 		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
 		return 2
 	}
-	pass, err := config.Setting{Name: "--rabbitmq.password / RABBITMQ_PASSWORD", Value: password.value, FileName: "--rabbitmq.password-file / RABBITMQ_PASSWORD_FILE", File: *passFile, Default: "guest"}.Resolve()
+	target, err := config.ParseTarget(s.host)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
-		return 2
+		return fail(fmt.Errorf("invalid --rabbitmq.host / RABBITMQ_HOST: %v", err))
 	}
-	if *defTimout <= 0 {
-		fmt.Fprintf(stderr, "%s: --probe.default-timeout must be positive\n", exporterName)
-		return 2
+	if *defaultTimeout <= 0 {
+		return fail(errors.New("--probe.default-timeout must be positive"))
+	}
+	if *offset < 0 {
+		return fail(errors.New("--probe.timeout-offset must not be negative"))
+	}
+	userAgent := exporterName + "/" + version.Version
+	modules, err := loadModules(&s, target, userAgent)
+	if err != nil {
+		return fail(err)
+	}
+	if *check {
+		fmt.Fprintf(stdout, "configuration is valid: target %s, %d auth module(s)\n", target, len(modules.ByName))
+		return 0
 	}
 
-	client := &management.Client{
-		HTTP:         management.NewHTTPClient(nil),
-		MaxBodyBytes: int64(*maxBody),
-		UserAgent:    exporterName + "/" + version.Version,
-	}
 	exporterRegistry := prometheus.NewRegistry()
 	exporterRegistry.MustRegister(
 		versioncollector.NewCollector(exporterName),
@@ -112,47 +138,46 @@ func run(args []string, stdout, stderr *os.File) int {
 		Logger:         logger,
 		Prober:         &prober.Prober{},
 		DefaultTarget:  target,
-		DefaultModule:  &prober.Module{Credentials: config.Credentials{Username: username, Password: config.Secret(pass)}, Client: client},
 		TimeoutOffset:  *offset,
-		DefaultTimeout: *defTimout,
+		DefaultTimeout: *defaultTimeout,
 		Exporter:       exporterRegistry,
 		MetricsQueues:  *queuesIn,
+		ConfigFile:     s.configFile,
 	}
+	handler.SetModules(modules)
+	reloader := newReloader(logger, exporterRegistry, func() error {
+		m, err := loadModules(&s, target, userAgent)
+		if err != nil {
+			return err
+		}
+		handler.SetModules(m)
+		return nil
+	})
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", handler.Metrics)
-	mux.HandleFunc("/probe", handler.Probe)
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "Healthy")
-	})
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "RabbitMQ Queue Exporter",
-		Description: "Per-queue message counts from the RabbitMQ management API",
-		Version:     version.Info(),
-		Form: web.LandingForm{
-			Action: "/probe",
-			Inputs: []web.LandingFormInput{
-				{Label: "Target", Type: "text", Name: "target", Placeholder: "host, host:port or https://host:15671", Value: target.String()},
-			},
-		},
-		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics", Description: "Exporter metrics and the queues of " + target.String()},
-			{Address: "/probe?target=" + target.String(), Text: "Probe", Description: "Queues of one broker (?target=)"},
-			{Address: "/-/healthy", Text: "Health", Description: "Liveness check"},
-		},
-	})
+	mux, err := newMux(handler, reloader, target)
 	if err != nil {
 		logger.Error("building landing page", "err", err)
 		return 1
 	}
-	mux.Handle("/", landing)
-
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", target.String(), "rabbitmq_user", username)
+	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", target.String(), "rabbitmq_user", modules.Env.Credentials.Username, "auth_modules", len(modules.ByName))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = reloader.reload("SIGHUP")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, webConfig, logger) }()
 	select {
@@ -169,4 +194,52 @@ func run(args []string, stdout, stderr *os.File) int {
 		return 1
 	}
 	return 0
+}
+
+// loadModules builds one configuration generation: the env/flag module and the
+// auth modules of --config.file, reading every secret file again.
+func loadModules(s *settings, target config.Target, userAgent string) (*prober.Modules, error) {
+	username, err := config.Setting{Name: "--rabbitmq.user / RABBITMQ_USER", Value: s.user.value, FileName: "--rabbitmq.user-file / RABBITMQ_USER_FILE", File: s.userFile, Default: "guest"}.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	password, err := config.Setting{Name: "--rabbitmq.password / RABBITMQ_PASSWORD", Value: s.password.value, FileName: "--rabbitmq.password-file / RABBITMQ_PASSWORD_FILE", File: s.passwordFile, Default: "guest"}.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	env := &config.Module{Credentials: config.Credentials{Username: username, Password: config.Secret(password)}}
+	// The configured host itself is always allowed; its pattern is quoted so
+	// that dots in the name are literal.
+	own, err := config.CompileAnchored("--rabbitmq.host", regexp.QuoteMeta(target.HostPort()))
+	if err != nil {
+		return nil, err
+	}
+	env.Targets = append(env.Targets, own)
+	if s.allowedTargets != "" {
+		re, err := config.CompileAnchored("--probe.allowed-targets / RABBITMQ_PROBE_ALLOWED_TARGETS", s.allowedTargets)
+		if err != nil {
+			return nil, err
+		}
+		env.Targets = append(env.Targets, re)
+	}
+	if env.Filter, err = config.NewFilter("--rabbitmq.", s.includeVhosts, s.excludeVhosts, s.includeQueues, s.excludeQueues); err != nil {
+		return nil, err
+	}
+	if env.TLS, err = s.tls.Build("--rabbitmq.tls."); err != nil {
+		return nil, err
+	}
+	env.Config = config.ModuleConfig{TLSConfig: s.tls, Targets: []string{target.HostPort(), s.allowedTargets},
+		IncludeVhosts: s.includeVhosts, ExcludeVhosts: s.excludeVhosts, IncludeQueues: s.includeQueues, ExcludeQueues: s.excludeQueues}
+
+	mods := &prober.Modules{Env: prober.NewModule(env, s.maxBody, userAgent), ByName: map[string]*prober.Module{}}
+	if s.configFile != "" {
+		file, err := config.LoadFile(s.configFile)
+		if err != nil {
+			return nil, err
+		}
+		for name, m := range file {
+			mods.ByName[name] = prober.NewModule(m, s.maxBody, userAgent)
+		}
+	}
+	return mods, nil
 }

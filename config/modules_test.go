@@ -1,0 +1,101 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := writeFile(t, dir, "pw", "file-secret\n")
+	tests := []struct {
+		name string
+		yaml string
+		err  string
+		want func(t *testing.T, m map[string]*Module)
+	}{
+		{name: "empty file", yaml: "", want: func(t *testing.T, m map[string]*Module) {
+			if len(m) != 0 {
+				t.Fatalf("want no modules, got %d", len(m))
+			}
+		}},
+		{name: "complete", yaml: `
+auth_modules:
+  prod:
+    username: monitor
+    password_file: ` + pwFile + `
+    targets: ['rabbit-[ab]\.prod:15672', 'rabbit-c\.prod:.*']
+    timeout: 7s
+    include_vhosts: 'prod.*'
+    exclude_queues: 'amq\.gen-.*'
+  dev:
+    username: guest
+    password: guest
+    targets: ['.*']
+`, want: func(t *testing.T, m map[string]*Module) {
+			prod := m["prod"]
+			if prod == nil || prod.Credentials.Username != "monitor" || string(prod.Credentials.Password) != "file-secret" || prod.Timeout.Seconds() != 7 {
+				t.Fatalf("prod module = %+v", prod)
+			}
+			allow := map[string]bool{"rabbit-a.prod": true, "http://rabbit-b.prod:15672": true, "rabbit-a.prod:15673": false,
+				"https://rabbit-a.prod": false, "rabbit-c.prod:1": true, "xrabbit-a.prod": false, "rabbit-a.prod.evil": false}
+			for in, want := range allow {
+				tgt, err := ParseTarget(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := prod.Allows(tgt); got != want {
+					t.Errorf("prod.Allows(%s) = %v, want %v", in, got, want)
+				}
+			}
+			if !prod.Filter.Keep([]byte("prod-eu"), []byte("orders")) || prod.Filter.Keep([]byte("dev"), []byte("orders")) || prod.Filter.Keep([]byte("prod"), []byte("amq.gen-123")) {
+				t.Error("filter does not select as configured")
+			}
+			if !m["dev"].Filter.Empty() {
+				t.Error("dev has no filter")
+			}
+		}},
+		{name: "unknown field", yaml: "auth_modules:\n  a:\n    username: u\n    pasword: x\n    targets: ['.*']\n", err: "field pasword not found"},
+		{name: "unknown top-level", yaml: "modules: {}\n", err: "field modules not found"},
+		{name: "both password forms", yaml: "auth_modules:\n  a:\n    username: u\n    password: x\n    password_file: " + pwFile + "\n    targets: ['.*']\n", err: "auth_modules.a.password and auth_modules.a.password_file are both set"},
+		{name: "no password", yaml: "auth_modules:\n  a:\n    username: u\n    targets: ['.*']\n", err: "auth_modules.a.password or auth_modules.a.password_file is required"},
+		{name: "no username", yaml: "auth_modules:\n  a:\n    password: p\n    targets: ['.*']\n", err: "auth_modules.a.username is required"},
+		{name: "no targets", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n", err: "auth_modules.a.targets is required"},
+		{name: "bad regexp", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['(']\n", err: "auth_modules.a.targets[0]: invalid regular expression"},
+		{name: "bad filter", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    include_queues: '['\n", err: "auth_modules.a.include_queues: invalid regular expression"},
+		{name: "missing password file", yaml: "auth_modules:\n  a:\n    username: u\n    password_file: /nonexistent/pw\n    targets: ['.*']\n", err: "auth_modules.a.password_file: cannot read"},
+		{name: "missing ca", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      ca_file: /nonexistent/ca.pem\n", err: "auth_modules.a.tls_config.ca_file"},
+		{name: "cert without key", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      cert_file: /x.pem\n", err: "cert_file and auth_modules.a.tls_config.key_file go together"},
+		{name: "not yaml", yaml: "auth_modules: [", err: "config file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, dir, "config.yml", tc.yaml)
+			m, err := LoadFile(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error = %v, want %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("multi-line error: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.want(t, m)
+		})
+	}
+}
