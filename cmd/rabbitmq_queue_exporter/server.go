@@ -105,4 +105,3 @@ func newMux(handler *prober.Handler, reload *reloader, target config.Target) (*h
 	mux.Handle("/", landing)
 	return mux, nil
 }
-
