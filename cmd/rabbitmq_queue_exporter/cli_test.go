@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func runBinary(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(exporterBinary, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestVersion(t *testing.T) {
+	out, code := runBinary(t, nil, "--version")
+	if code != 0 {
+		t.Fatalf("--version exited %d: %s", code, out)
+	}
+	version, _ := os.ReadFile(filepath.Join(repoRoot(), "VERSION"))
+	flat := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{
+		"rabbitmq_queue_exporter, version " + strings.TrimSpace(string(version)),
+		"branch: " + testBranch, "revision: " + testRevision, "build date: " + testDate, "build user: tester@ci", "go version: go1.",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("--version output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestHelpDocumentsEveryFlag keeps --help complete: every flag has a help text.
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	out, code := runBinary(t, nil, "--help")
+	if code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	flags := regexp.MustCompile(`(?m)^\s+(?:-\w, )?--(?:\[no-\])?([a-z0-9.-]+)(?:=\S+)?\s*(.*)$`).FindAllStringSubmatch(out, -1)
+	if len(flags) < 20 {
+		t.Fatalf("found only %d flags in --help:\n%s", len(flags), out)
+	}
+	for _, want := range []string{"rabbitmq.host", "rabbitmq.password-file", "probe.allowed-targets", "config.file", "config.check", "web.config.file", "web.listen-address", "metrics.queues", "log.level", "rabbitmq.max-response-bytes"} {
+		if !strings.Contains(out, "--"+want) && !strings.Contains(out, "--[no-]"+want) {
+			t.Errorf("--help lacks --%s", want)
+		}
+	}
+	for _, env := range []string{"$RABBITMQ_HOST", "$RABBITMQ_USER", "$RABBITMQ_PASSWORD", "$RABBITMQ_PASSWORD_FILE", "$RABBITMQ_USER_FILE", "$RABBITMQ_PROBE_ALLOWED_TARGETS"} {
+		if !strings.Contains(out, env) {
+			t.Errorf("--help does not name %s", env)
+		}
+	}
+}
+
+func TestStartupErrors(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("x\n"), 0o600)
+	badCfg := filepath.Join(dir, "bad.yml")
+	os.WriteFile(badCfg, []byte("auth_modules:\n  a:\n    username: u\n    pasword: p\n    targets: ['.*']\n"), 0o600)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"bad host", []string{"RABBITMQ_HOST=ftp://rabbit"}, nil, `invalid --rabbitmq.host / RABBITMQ_HOST: target scheme "ftp" is not supported`},
+		{"password and file", []string{"RABBITMQ_PASSWORD=x", "RABBITMQ_PASSWORD_FILE=" + pw}, nil, "--rabbitmq.password / RABBITMQ_PASSWORD and --rabbitmq.password-file / RABBITMQ_PASSWORD_FILE are both set; set only one"},
+		{"user and file", []string{"RABBITMQ_USER=x", "RABBITMQ_USER_FILE=" + pw}, nil, "RABBITMQ_USER and --rabbitmq.user-file / RABBITMQ_USER_FILE are both set"},
+		{"missing password file", []string{"RABBITMQ_PASSWORD_FILE=" + filepath.Join(dir, "nope")}, nil, "RABBITMQ_PASSWORD_FILE: cannot read"},
+		{"bad allow-list", []string{"RABBITMQ_PROBE_ALLOWED_TARGETS=("}, nil, "RABBITMQ_PROBE_ALLOWED_TARGETS: invalid regular expression"},
+		{"bad config file", nil, []string{"--config.file=" + badCfg}, "field pasword not found"},
+		{"bad flag", nil, []string{"--no-such-flag"}, "unknown long flag"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runBinary(t, tc.env, append(tc.args, "--config.check")...)
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, output %q; want non-zero and %q", code, out, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(out), "\n"); lines > 0 {
+				t.Errorf("want one line, got:\n%s", out)
+			}
+		})
+	}
+	out, code := runBinary(t, []string{"RABBITMQ_PASSWORD_FILE=" + pw}, "--config.check")
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("valid configuration: exit %d %q", code, out)
+	}
+}
