@@ -134,8 +134,8 @@ func NewFilter(setting string, includeVhosts, excludeVhosts, includeQueues, excl
 	return f, nil
 }
 
-// LoadFile reads and validates a configuration file. Unknown fields are
-// errors: a misspelt `pasword_file` must not silently mean "no password".
+// LoadFile reads and validates a configuration file, reading the secret and
+// TLS files it names.
 func LoadFile(path string) (map[string]*Module, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -145,12 +145,9 @@ func LoadFile(path string) (map[string]*Module, error) {
 		}
 		return nil, fmt.Errorf("config file %q: %v", path, err)
 	}
-	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	// io.EOF: an empty file means "no modules", which is valid.
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config file %q: %s", path, oneLine(err.Error()))
+	f, err := ParseFile(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config file %q: %v", path, err)
 	}
 	names := make([]string, 0, len(f.AuthModules))
 	for name := range f.AuthModules {
@@ -166,6 +163,19 @@ func LoadFile(path string) (map[string]*Module, error) {
 		modules[name] = m
 	}
 	return modules, nil
+}
+
+// ParseFile decodes a configuration document strictly. Unknown fields are
+// errors: a misspelt `pasword_file` must not silently mean "no password".
+func ParseFile(raw []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// io.EOF: an empty file means "no modules", which is valid.
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, errors.New(oneLine(err.Error()))
+	}
+	return &f, nil
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -99,3 +99,29 @@ auth_modules:
 		})
 	}
 }
+
+// TestExampleConfig keeps examples/config.yml valid: strict decoding, and every
+// module builds once its files exist (here replaced by test files).
+func TestExampleConfig(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "examples", "config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ParseFile(raw)
+	if err != nil {
+		t.Fatalf("examples/config.yml: %v", err)
+	}
+	if len(f.AuthModules) < 2 {
+		t.Fatalf("example has %d modules", len(f.AuthModules))
+	}
+	dir := t.TempDir()
+	for name, mc := range f.AuthModules {
+		if mc.PasswordFile != "" {
+			mc.PasswordFile = writeFile(t, dir, name+".pw", "x\n")
+		}
+		mc.TLSConfig = TLSConfig{}
+		if _, err := buildModule(name, mc); err != nil {
+			t.Errorf("module %s: %v", name, err)
+		}
+	}
+}
