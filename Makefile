@@ -3,12 +3,15 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean
+.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean check-dockerfile
 
 all: lint build test
 
 build:
-	./scripts/build.sh
+	GOOS=$(shell $(GO) env GOOS) GOARCH=$(shell $(GO) env GOARCH) ./scripts/build.sh
+
+check-dockerfile:
+	./scripts/check-dockerfile.sh
 
 # Runs the exporter against RABBITMQ_HOST (default localhost). When that is the
 # local broker, testbed.sh first makes sure it runs with the management plugin.
@@ -18,6 +21,7 @@ run: build
 
 # Every test, against real brokers: testbed.sh installs/starts/prepares them (idempotent).
 test: lint
+	./scripts/test-deps.sh
 	./scripts/testbed.sh all
 	$(GO) test -count=1 -timeout 15m ./...
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strings"
 	"time"
@@ -100,7 +101,12 @@ func (f *Filter) Empty() bool {
 func CompileAnchored(setting, pattern string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
 	if err != nil {
-		return nil, fmt.Errorf("%s: invalid regular expression %q: %v", setting, pattern, errors.Unwrap(err))
+		reason := err.Error()
+		var se *syntax.Error
+		if errors.As(err, &se) {
+			reason = se.Code.String() // without our anchoring wrapper
+		}
+		return nil, fmt.Errorf("%s: invalid regular expression %q: %s", setting, pattern, reason)
 	}
 	return re, nil
 }

@@ -125,3 +125,10 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestCompileAnchoredError(t *testing.T) {
+	_, err := CompileAnchored("setting", "(")
+	if err == nil || err.Error() != `setting: invalid regular expression "(": missing closing )` {
+		t.Fatalf("error = %v", err)
+	}
+}

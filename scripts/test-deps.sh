@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite runs besides the brokers (testbed.sh does
+# those): promtool (Debian package prometheus) and headless Chromium. Idempotent;
+# does nothing when they are present.
+set -euo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "test-deps: promtool, chromium and openssl present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-deps: need ${need[*]}; run as root or install them with apt-get" >&2
+  exit 1
+fi
+echo "test-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d keeps the prometheus package from starting a server of its own.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.rqe && chmod +x /usr/sbin/policy-rc.d.rqe
+had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+[ $had_policy -eq 1 ] || cp /usr/sbin/policy-rc.d.rqe /usr/sbin/policy-rc.d
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+[ $had_policy -eq 1 ] || rm -f /usr/sbin/policy-rc.d
+rm -f /usr/sbin/policy-rc.d.rqe
+pkill -x prometheus 2>/dev/null || true
+echo "test-deps: done"
