@@ -6,9 +6,10 @@ set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "test-deps: promtool, chromium and openssl present"
+  echo "test-deps: promtool, chromium, chromedriver and openssl present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
