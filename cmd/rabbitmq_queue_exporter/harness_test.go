@@ -235,3 +235,16 @@ func x509Pool(t *testing.T, pemBytes []byte) *x509.CertPool {
 	}
 	return pool
 }
+
+// waitLog waits for substr in the exporter's log: output reaches the buffer
+// through a pipe, so a line written before a response may arrive after it.
+func (p *exporterProc) waitLog(t *testing.T, substr string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logs.String(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log lacks %q:\n%s", substr, p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -85,6 +85,7 @@ func newMux(handler *prober.Handler, reload *reloader, target config.Target) (*h
 		Name:        "RabbitMQ Queue Exporter",
 		Description: "Per-queue message counts (messages, ready, unacknowledged) from the RabbitMQ management API",
 		Version:     version.Info(),
+		Profiling:   "false", // no pprof handlers are served
 		Form: web.LandingForm{
 			Action: "/probe",
 			Inputs: []web.LandingFormInput{
