@@ -57,13 +57,14 @@ type faultBroker struct {
 	mu        sync.Mutex
 	hits      map[string]int
 	passwords map[string]string // last password each case received
+	seen      map[string]bool   // every password received
 	written   map[string]int64  // body bytes the streaming cases got out
 	running   atomic.Int64      // handlers in progress
 }
 
 func newFaultBroker(t *testing.T) *faultBroker {
 	t.Helper()
-	b := &faultBroker{hits: map[string]int{}, passwords: map[string]string{}, written: map[string]int64{}}
+	b := &faultBroker{hits: map[string]int{}, passwords: map[string]string{}, seen: map[string]bool{}, written: map[string]int64{}}
 	listing := `[{"name":"q1","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1}]`
 	b.cases = map[string]http.HandlerFunc{
 		"default":   jsonBody(200, listing),
@@ -132,6 +133,11 @@ func newFaultBroker(t *testing.T) *faultBroker {
 		},
 		"2gb-body":   func(w http.ResponseWriter, r *http.Request) { b.record("2gb-body", streamQueues(w, twoGB)) },
 		"2gb-string": func(w http.ResponseWriter, r *http.Request) { b.record("2gb-string", streamOneString(w, twoGB)) },
+		"2gb-padded": func(w http.ResponseWriter, r *http.Request) {
+			n, queues := streamPadded(w, twoGB)
+			b.record("2gb-padded", n)
+			b.record("2gb-padded-queues", queues)
+		},
 		"missing-counts": jsonBody(200, `[{"name":"complete","vhost":"/","messages":5,"messages_ready":4,"messages_unacknowledged":1},`+
 			`{"name":"stream","vhost":"/"},`+
 			`{"name":"nulls","vhost":"/","messages":null,"messages_ready":7,"messages_unacknowledged":null},`+
@@ -178,6 +184,7 @@ func (b *faultBroker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.hits[key]++
 	b.passwords[key] = pw
+	b.seen[pw] = true
 	b.mu.Unlock()
 	h(w, r)
 }
@@ -242,6 +249,35 @@ func streamQueues(w http.ResponseWriter, limit int64) int64 {
 	}
 	n, _ := w.Write([]byte("]"))
 	return written + int64(n)
+}
+
+// streamPadded writes a complete listing of about limit bytes in which each
+// queue carries a 60 KB field the exporter must skip, so a full 2 GB body
+// holds only some 35k queues. It returns the bytes and queues written.
+func streamPadded(w http.ResponseWriter, limit int64) (written, queues int64) {
+	w.Header().Set("Content-Type", "application/json")
+	pad := bytes.Repeat([]byte("x"), 60_000)
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, '[')
+	for written < limit {
+		if queues > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"name":"q-`...)
+		buf = strconv.AppendInt(buf, queues, 10)
+		buf = append(buf, `","vhost":"/","messages":1,"messages_ready":1,"messages_unacknowledged":0,"arguments":{"x-pad":"`...)
+		buf = append(buf, pad...)
+		buf = append(buf, `"}}`...)
+		queues++
+		n, err := w.Write(buf)
+		written += int64(n)
+		if err != nil {
+			return written, queues
+		}
+		buf = buf[:0]
+	}
+	n, _ := w.Write([]byte("]"))
+	return written + int64(n), queues
 }
 
 // streamOneString writes a listing whose first queue name is one string of
@@ -418,9 +454,11 @@ func writeCA(t *testing.T, path string) {
 // faultEnv is an exporter configured for the matrix: env credentials and
 // auth modules (password files) with distinctive secrets, a 64 MiB body bound.
 type faultEnv struct {
-	p      *exporterProc
-	broker *faultBroker
-	closed string // host:port nothing listens on
+	p         *exporterProc
+	broker    *faultBroker
+	closed    string // host:port nothing listens on
+	env, args []string
+	dir       string
 
 	mu     sync.Mutex
 	bodies []string // every response body, for the leak test
@@ -452,10 +490,11 @@ func startFaultEnv(t *testing.T) *faultEnv {
 		t.Fatal(err)
 	}
 	closed := freePort(t) // listened on and closed again: connections are refused
-	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.target("default"), "RABBITMQ_USER=" + leakUser, "RABBITMQ_PASSWORD=" + envSecret},
-		"--config.file="+cfg, "--rabbitmq.max-response-bytes="+maxBodyFlag, "--no-metrics.queues",
-		`--probe.allowed-targets=127\.0\.0\.1:\d+|no-such-host\.invalid:\d+`)
-	return &faultEnv{p: p, broker: b, closed: closed}
+	env := []string{"RABBITMQ_HOST=" + b.target("default"), "RABBITMQ_USER=" + leakUser, "RABBITMQ_PASSWORD=" + envSecret}
+	args := []string{"--config.file=" + cfg, "--rabbitmq.max-response-bytes=" + maxBodyFlag, "--no-metrics.queues",
+		`--probe.allowed-targets=127\.0\.0\.1:\d+|no-such-host\.invalid:\d+`}
+	p := startExporter(t, env, args...)
+	return &faultEnv{p: p, broker: b, closed: closed, env: env, args: args, dir: dir}
 }
 
 type faultCase struct {
@@ -882,4 +921,37 @@ func targetOf(query string, e *faultEnv) string {
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/")
+}
+
+// TestTwoGigabyteListingStreams lets a whole 2 GB listing through (bound
+// raised; 60 KB of every queue object is a field to skip) to show the decoder
+// streams: the exporter's peak RSS stays far below the body size.
+func TestTwoGigabyteListingStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 2 GB; skipped under -short")
+	}
+	b := newFaultBroker(t)
+	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.target("2gb-padded")},
+		"--rabbitmq.max-response-bytes=3GiB", "--probe.default-timeout=60s", "--no-metrics.queues")
+	start := time.Now()
+	res := p.get(t, "/probe", nil)
+	elapsed := time.Since(start)
+	got := parseExact(t, res.body)
+	h := map[string]string{"host": "127.0.0.1"}
+	n, ok := b.bytesWritten("2gb-padded")
+	queues, _ := b.bytesWritten("2gb-padded-queues")
+	if !ok || n < twoGB {
+		t.Fatalf("the fake wrote %d bytes, want the whole 2 GiB", n)
+	}
+	if got["probe_success"] != 1 || got[exactKey("rabbitmq_up", h)] != 1 || got[exactKey("rabbitmq_queues", h)] != float64(queues) {
+		t.Fatalf("want a successful probe with all %d queues:\n%.1000s\n%s", queues, res.body, p.logs)
+	}
+	if last := exactKey("rabbitmq_individual_queue_messages", map[string]string{"host": "127.0.0.1", "vhost": "/", "name": fmt.Sprintf("q-%d", queues-1)}); got[last] != 1 {
+		t.Errorf("the last queue of the listing, %s, is missing", last)
+	}
+	hwm := vmHWM(t, p.cmd.Process.Pid)
+	t.Logf("2 GiB listing decoded in %v (%.0f MiB/s); exporter VmHWM %d MiB", elapsed.Round(time.Millisecond), float64(n>>20)/elapsed.Seconds(), hwm>>20)
+	if hwm >= rssCeilingMiB<<20/2 {
+		t.Errorf("peak RSS %d MiB while streaming 2 GiB, want well under %d MiB", hwm>>20, rssCeilingMiB)
+	}
 }
