@@ -1,0 +1,761 @@
+// Package testbed gives integration tests access to real RabbitMQ brokers: the primary
+// node (guest/guest on 127.0.0.1:15672/5672) and a second node with other credentials
+// (exporter2 on 127.0.0.1:15673/5673), both managed by scripts/testbed.sh.
+//
+// Brokers that are down are started through the script once per process; if that
+// fails the test is skipped, or fails when CI=true so CI cannot pass vacuously.
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Fixed addresses and credentials; scripts/testbed.sh uses the same values.
+const (
+	PrimaryMgmtURL  = "http://127.0.0.1:15672"
+	PrimaryAMQPAddr = "127.0.0.1:5672"
+	PrimaryUser     = "guest"
+	PrimaryPassword = "guest"
+
+	SecondMgmtURL  = "http://127.0.0.1:15673"
+	SecondAMQPAddr = "127.0.0.1:5673"
+	SecondUser     = "exporter2"
+	SecondPassword = "exporter2-secret"
+)
+
+// Broker is one RabbitMQ node as seen by tests.
+type Broker struct {
+	MgmtURL  string // management API base, e.g. http://127.0.0.1:15672
+	AMQPURL  string // AMQP host:port, e.g. 127.0.0.1:5672
+	User     string
+	Password string
+}
+
+// Queue kinds accepted by DeclareQueue (values of x-queue-type).
+const (
+	Classic = "classic"
+	Quorum  = "quorum"
+	Stream  = "stream"
+)
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// Primary returns the primary broker, starting it via scripts/testbed.sh if needed.
+func Primary(t testing.TB) Broker {
+	t.Helper()
+	return ensure(t, primaryBroker(), "primary")
+}
+
+// Second returns the second broker, starting it via scripts/testbed.sh second if
+// needed. The calling test holds shared use of the node until it ends, so StopSecond
+// in another test or package waits for it.
+func Second(t testing.TB) Broker {
+	t.Helper()
+	secondUse.acquireShared(t)
+	return ensure(t, secondBroker(), "second")
+}
+
+// StartSecond (re)starts the second node and fails the test if that does not work.
+func StartSecond(t testing.TB) Broker {
+	t.Helper()
+	secondUse.acquireShared(t)
+	b := secondBroker()
+	if err := runScript(t, "second"); err != nil {
+		t.Fatalf("testbed: starting second node: %v", err)
+	}
+	if err := b.waitReady(30 * time.Second); err != nil {
+		t.Fatalf("testbed: second node not ready after start: %v", err)
+	}
+	ensureMu.Lock()
+	delete(scriptFailed, "second")
+	ensureMu.Unlock()
+	return b
+}
+
+// StopSecond stops the second node for a recovery test. It first takes exclusive use
+// of the node (giving up this test's shared use from Second), waiting for other tests
+// and packages to finish with it. If the node is still down when the test ends, a
+// cleanup starts it again.
+func StopSecond(t testing.TB) {
+	t.Helper()
+	secondUse.acquireExclusive(t)
+	if err := runScript(t, "stop-second"); err != nil {
+		t.Fatalf("testbed: stopping second node: %v", err)
+	}
+	t.Cleanup(func() {
+		b := secondBroker()
+		if b.ready() == nil {
+			return
+		}
+		if err := runScript(t, "second"); err != nil {
+			t.Errorf("testbed: restarting second node after the test: %v", err)
+		}
+	})
+}
+
+func primaryBroker() Broker {
+	return Broker{MgmtURL: PrimaryMgmtURL, AMQPURL: PrimaryAMQPAddr, User: PrimaryUser, Password: PrimaryPassword}
+}
+
+func secondBroker() Broker {
+	return Broker{MgmtURL: SecondMgmtURL, AMQPURL: SecondAMQPAddr, User: SecondUser, Password: SecondPassword}
+}
+
+var (
+	ensureMu sync.Mutex
+	// A failed script run is remembered so that every later test in the package
+	// skips at once instead of waiting for the script's timeout again.
+	scriptFailed = map[string]error{}
+)
+
+func ensure(t testing.TB, b Broker, target string) Broker {
+	t.Helper()
+	if b.ready() == nil {
+		return b
+	}
+	ensureMu.Lock()
+	defer ensureMu.Unlock()
+	if b.ready() == nil { // another test just started it
+		return b
+	}
+	err := scriptFailed[target]
+	if err == nil {
+		err = runScript(t, target)
+		if err == nil {
+			err = b.waitReady(10 * time.Second)
+		}
+		if err != nil {
+			scriptFailed[target] = err
+		}
+	}
+	if err != nil {
+		msg := fmt.Sprintf("testbed: %s broker %s unavailable: %v", target, b.MgmtURL, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + " (set CI=true to fail instead of skipping)")
+	}
+	return b
+}
+
+// ready reports whether the management API answers 200 with b's credentials and the
+// AMQP port accepts connections (the management listener starts slightly earlier).
+func (b Broker) ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, body, err := b.do(ctx, http.MethodGet, "/api/overview", nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("GET %s/api/overview: HTTP %d: %s", b.MgmtURL, code, snippet(body))
+	}
+	c, err := net.DialTimeout("tcp", b.AMQPURL, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (b Broker) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := b.ready()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// RepoRoot walks up from the working directory (a test's package directory) to the
+// directory holding go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// runScript runs scripts/testbed.sh with args and logs its output to the test.
+func runScript(t testing.TB, args ...string) error {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "scripts", "testbed.sh")}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Logf("scripts/testbed.sh %s:\n%s", strings.Join(args, " "), s)
+	}
+	if err != nil {
+		return fmt.Errorf("scripts/testbed.sh %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// UniqueName returns prefix followed by 10 random hex digits, so tests in parallel
+// packages sharing a broker never collide.
+func UniqueName(prefix string) string {
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// do sends one management API request. path must already be escaped (use
+// url.PathEscape for vhost and queue names); body, if not nil, is sent as JSON.
+func (b Broker) do(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		buf, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(b.MgmtURL, "/")+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth(b.User, b.Password)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+// API sends a management API request and fails the test on transport errors.
+// path must already be escaped, e.g. "/api/queues/" + url.PathEscape(vhost).
+func (b Broker) API(t testing.TB, method, path string, body any) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	code, data, err := b.do(ctx, method, path, body)
+	if err != nil {
+		t.Fatalf("testbed: %s %s%s: %v", method, b.MgmtURL, path, err)
+	}
+	return code, data
+}
+
+func (b Broker) mustAPI(t testing.TB, method, path string, body any, want ...int) []byte {
+	t.Helper()
+	code, data := b.API(t, method, path, body)
+	for _, w := range want {
+		if code == w {
+			return data
+		}
+	}
+	t.Fatalf("testbed: %s %s%s: HTTP %d, want %v: %s", method, b.MgmtURL, path, code, want, snippet(data))
+	return nil
+}
+
+func queuePath(vhost, queue string) string {
+	return "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(queue)
+}
+
+// CreateVhost creates vhost (any name: spaces, slashes, non-ASCII), grants b.User
+// full permissions on it and deletes it when the test ends.
+func (b Broker) CreateVhost(t testing.TB, name string) {
+	t.Helper()
+	vpath := "/api/vhosts/" + url.PathEscape(name)
+	b.mustAPI(t, http.MethodPut, vpath, map[string]string{}, http.StatusCreated, http.StatusNoContent)
+	t.Cleanup(func() { b.DeleteVhost(t, name) })
+	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
+	b.mustAPI(t, http.MethodPut, "/api/permissions/"+url.PathEscape(name)+"/"+url.PathEscape(b.User), perm,
+		http.StatusCreated, http.StatusNoContent)
+}
+
+// DeleteVhost deletes vhost; a missing vhost or an unreachable broker (e.g. stopped
+// by the test) is only logged, since this mostly runs as cleanup.
+func (b Broker) DeleteVhost(t testing.TB, name string) {
+	t.Helper()
+	b.deleteQuietly(t, "/api/vhosts/"+url.PathEscape(name))
+}
+
+// DeleteQueue deletes a queue, tolerating its absence like DeleteVhost.
+func (b Broker) DeleteQueue(t testing.TB, vhost, name string) {
+	t.Helper()
+	b.deleteQuietly(t, queuePath(vhost, name))
+}
+
+func (b Broker) deleteQuietly(t testing.TB, path string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	code, data, err := b.do(ctx, http.MethodDelete, path, nil)
+	switch {
+	case err != nil:
+		t.Logf("testbed: DELETE %s%s: %v", b.MgmtURL, path, err)
+	case code != http.StatusNoContent && code != http.StatusNotFound:
+		t.Errorf("testbed: DELETE %s%s: HTTP %d: %s", b.MgmtURL, path, code, snippet(data))
+	}
+}
+
+// Dial opens an AMQP connection to vhost with b's credentials, closed when the test
+// ends. The vhost goes in amqp.Config rather than the URI, so it needs no escaping.
+func (b Broker) Dial(t testing.TB, vhost string) *amqp.Connection {
+	t.Helper()
+	u := url.URL{Scheme: "amqp", User: url.UserPassword(b.User, b.Password), Host: b.AMQPURL, Path: "/"}
+	cfg := amqp.Config{Vhost: vhost, Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second)}
+	var (
+		conn *amqp.Connection
+		err  error
+	)
+	// A just-created vhost can take a moment before it accepts connections.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err = amqp.DialConfig(u.String(), cfg)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("testbed: AMQP dial %s vhost %q as %s: %v", b.AMQPURL, vhost, b.User, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// DeclareQueue declares a durable queue of kind Classic, Quorum or Stream on conn's
+// vhost and deletes it (through the management API) when the test ends.
+func (b Broker) DeclareQueue(t testing.TB, conn *amqp.Connection, name, kind string) {
+	t.Helper()
+	switch kind {
+	case Classic, Quorum, Stream:
+	default:
+		t.Fatalf("testbed: unknown queue kind %q", kind)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("testbed: channel: %v", err)
+	}
+	defer ch.Close()
+	// Quorum and stream queues must be durable and neither exclusive nor auto-delete.
+	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": kind}); err != nil {
+		t.Fatalf("testbed: declare %s queue %q: %v", kind, name, err)
+	}
+	vhost := conn.Config.Vhost
+	t.Cleanup(func() { b.DeleteQueue(t, vhost, name) })
+}
+
+// Publish publishes n persistent messages to queue via the default exchange with
+// publisher confirms and returns once all are confirmed. Unroutable messages (a
+// missing queue) fail the test.
+func (b Broker) Publish(t testing.TB, conn *amqp.Connection, queue string, n int) {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("testbed: channel: %v", err)
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatalf("testbed: confirm mode: %v", err)
+	}
+	// Returns precede the confirm of the same message, so after the last confirm
+	// every return is already in this channel.
+	returns := ch.NotifyReturn(make(chan amqp.Return, n+1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	confirms := make([]*amqp.DeferredConfirmation, 0, n)
+	for i := range n {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent,
+			ContentType:  "text/plain",
+			Body:         fmt.Appendf(nil, "testbed message %d", i),
+		})
+		if err != nil {
+			t.Fatalf("testbed: publish %d/%d to %q: %v", i+1, n, queue, err)
+		}
+		confirms = append(confirms, dc)
+	}
+	for i, dc := range confirms {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			t.Fatalf("testbed: waiting for confirm %d/%d from %q: %v", i+1, n, queue, err)
+		}
+		if !ok {
+			t.Fatalf("testbed: message %d/%d to %q was nacked", i+1, n, queue)
+		}
+	}
+	select {
+	case r := <-returns:
+		t.Fatalf("testbed: message to %q returned: %d %s", queue, r.ReplyCode, r.ReplyText)
+	default:
+	}
+}
+
+// HoldUnacked consumes exactly n messages from a classic or quorum queue without
+// acking them and keeps them unacknowledged until the test ends.
+func (b Broker) HoldUnacked(t testing.TB, conn *amqp.Connection, queue string, n int) {
+	t.Helper()
+	var info struct {
+		Type string `json:"type"`
+	}
+	data := b.mustAPI(t, http.MethodGet, queuePath(conn.Config.Vhost, queue), nil, http.StatusOK)
+	if err := json.Unmarshal(data, &info); err != nil {
+		t.Fatalf("testbed: decoding queue %q: %v", queue, err)
+	}
+	if info.Type == Stream {
+		// Stream consumers receive whole chunks regardless of the prefetch limit
+		// (seen on 3.10), so "exactly n unacked" cannot be arranged.
+		t.Fatalf("testbed: HoldUnacked does not support stream queue %q", queue)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("testbed: channel: %v", err)
+	}
+	// Closing the channel requeues the messages; registered before the checks below
+	// so a failure does not leak the channel.
+	t.Cleanup(func() { _ = ch.Close() })
+	// The prefetch limit is what stops the broker at exactly n deliveries.
+	if err := ch.Qos(n, 0, false); err != nil {
+		t.Fatalf("testbed: qos %d: %v", n, err)
+	}
+	deliveries, err := ch.Consume(queue, UniqueName("testbed-hold-"), false, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("testbed: consume %q: %v", queue, err)
+	}
+	timeout := time.After(15 * time.Second)
+	for got := 0; got < n; {
+		select {
+		case _, ok := <-deliveries:
+			if !ok {
+				t.Fatalf("testbed: consumer on %q closed after %d of %d deliveries", queue, got, n)
+			}
+			got++
+		case <-timeout:
+			t.Fatalf("testbed: only %d of %d deliveries from %q within 15s", got, n, queue)
+		}
+	}
+	select {
+	case <-deliveries:
+		t.Fatalf("testbed: more than %d deliveries from %q despite prefetch %d", n, queue, n)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// Counts are a queue's three message counts as the management API reports them; nil
+// means the field was absent or null.
+type Counts struct {
+	Messages *int64 `json:"messages"`
+	Ready    *int64 `json:"messages_ready"`
+	Unacked  *int64 `json:"messages_unacknowledged"`
+}
+
+func (c Counts) String() string {
+	f := func(p *int64) string {
+		if p == nil {
+			return "absent"
+		}
+		return fmt.Sprint(*p)
+	}
+	return fmt.Sprintf("messages=%s ready=%s unacked=%s", f(c.Messages), f(c.Ready), f(c.Unacked))
+}
+
+func (c Counts) equal(messages, ready, unacked int64) bool {
+	return c.Messages != nil && *c.Messages == messages &&
+		c.Ready != nil && *c.Ready == ready &&
+		c.Unacked != nil && *c.Unacked == unacked
+}
+
+// QueueCounts returns the current counts of one queue.
+func (b Broker) QueueCounts(t testing.TB, vhost, queue string) Counts {
+	t.Helper()
+	var c Counts
+	if err := json.Unmarshal(b.mustAPI(t, http.MethodGet, queuePath(vhost, queue), nil, http.StatusOK), &c); err != nil {
+		t.Fatalf("testbed: decoding queue %q: %v", queue, err)
+	}
+	return c
+}
+
+// WaitForCounts polls the queue until the management API reports exactly these
+// counts. The broker refreshes queue stats only every ~5 s, so allow at least 10 s.
+func (b Broker) WaitForCounts(t testing.TB, vhost, queue string, messages, ready, unacked int64, timeout time.Duration) {
+	t.Helper()
+	last := "no answer yet"
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code, data, err := b.do(ctx, http.MethodGet, queuePath(vhost, queue), nil)
+		cancel()
+		switch {
+		case err != nil:
+			last = err.Error()
+		case code != http.StatusOK:
+			last = fmt.Sprintf("HTTP %d: %s", code, snippet(data))
+		default:
+			var c Counts
+			if err := json.Unmarshal(data, &c); err != nil {
+				last = "bad JSON: " + err.Error()
+				break
+			}
+			if c.equal(messages, ready, unacked) {
+				return
+			}
+			last = c.String()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testbed: queue %q in vhost %q: want messages=%d ready=%d unacked=%d within %v, last seen %s",
+				queue, vhost, messages, ready, unacked, timeout, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// WaitForQueueListed polls GET /api/queues/{vhost} (the listing the exporter reads)
+// until queue appears in it.
+func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout time.Duration) {
+	t.Helper()
+	path := "/api/queues/" + url.PathEscape(vhost) + "?columns=name"
+	last := "no answer yet"
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code, data, err := b.do(ctx, http.MethodGet, path, nil)
+		cancel()
+		switch {
+		case err != nil:
+			last = err.Error()
+		case code != http.StatusOK:
+			last = fmt.Sprintf("HTTP %d: %s", code, snippet(data))
+		default:
+			var qs []struct {
+				Name string `json:"name"`
+			}
+			if err := json.Unmarshal(data, &qs); err != nil {
+				last = "bad JSON: " + err.Error()
+				break
+			}
+			for _, q := range qs {
+				if q.Name == queue {
+					return
+				}
+			}
+			last = fmt.Sprintf("%d other queues listed", len(qs))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testbed: queue %q not listed in vhost %q within %v: %s", queue, vhost, timeout, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// secondUse coordinates tests that use the second node with tests that stop it,
+// within this process and across test packages (go test runs packages as parallel
+// processes): a shared flock for users, an exclusive one for StopSecond. A second
+// "intent" lock gives waiting stoppers priority, so a stream of overlapping users
+// cannot starve them.
+var secondUse = &useLock{wait: 3 * time.Minute}
+
+func lockDir() string {
+	if f, err := os.CreateTemp("/run/lock", ".testbed-probe-*"); err == nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return "/run/lock"
+	}
+	return os.TempDir()
+}
+
+type useLock struct {
+	usePath, intentPath string
+	wait                time.Duration
+
+	mu          sync.Mutex
+	use, intent *os.File
+	shared      map[testing.TB]bool // tests of this process holding shared use
+	excl        testing.TB          // test of this process holding exclusive use
+	wantExcl    int                 // tests of this process waiting for exclusive use
+	exclMu      sync.Mutex          // one exclusive holder or waiter per process
+}
+
+func (l *useLock) open() error {
+	if l.use != nil {
+		return nil
+	}
+	if l.usePath == "" {
+		dir := lockDir()
+		l.usePath = filepath.Join(dir, "rabbitmq-exporter-testbed-second.use")
+		l.intentPath = filepath.Join(dir, "rabbitmq-exporter-testbed-second.intent")
+	}
+	// Read-only is enough for flock and works on a file another user created.
+	use, err := os.OpenFile(l.usePath, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	intent, err := os.OpenFile(l.intentPath, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		_ = use.Close()
+		return err
+	}
+	l.use, l.intent, l.shared = use, intent, map[testing.TB]bool{}
+	return nil
+}
+
+func flock(f *os.File, how int) error { return syscall.Flock(int(f.Fd()), how) }
+
+func (l *useLock) acquireShared(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(l.wait)
+	for {
+		l.mu.Lock()
+		if err := l.open(); err != nil {
+			l.mu.Unlock()
+			t.Fatalf("testbed: lock file: %v", err)
+		}
+		if l.excl == t || l.shared[t] {
+			l.mu.Unlock()
+			return
+		}
+		// Only touch the intent lock when no test of this process waits for or holds
+		// exclusive use: flock on the same descriptor would convert its lock.
+		if l.excl == nil && l.wantExcl == 0 && (len(l.shared) > 0 || l.trySharedLocked()) {
+			l.shared[t] = true
+			l.mu.Unlock()
+			t.Cleanup(func() { l.releaseShared(t) })
+			return
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("testbed: waited %v for shared use of the second node (a recovery test holds it)", l.wait)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (l *useLock) trySharedLocked() bool {
+	if flock(l.intent, syscall.LOCK_SH|syscall.LOCK_NB) != nil {
+		return false // a stopper elsewhere is waiting
+	}
+	defer func() { _ = flock(l.intent, syscall.LOCK_UN) }()
+	return flock(l.use, syscall.LOCK_SH|syscall.LOCK_NB) == nil
+}
+
+func (l *useLock) releaseShared(t testing.TB) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.shared[t] {
+		return // upgraded to exclusive meanwhile
+	}
+	delete(l.shared, t)
+	if len(l.shared) == 0 && l.excl == nil {
+		_ = flock(l.use, syscall.LOCK_UN)
+	}
+}
+
+func (l *useLock) acquireExclusive(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	if err := l.open(); err != nil {
+		l.mu.Unlock()
+		t.Fatalf("testbed: lock file: %v", err)
+	}
+	if l.excl == t {
+		l.mu.Unlock()
+		return
+	}
+	// Upgrade: give up this test's own shared use first, or it would wait for itself.
+	if l.shared[t] {
+		delete(l.shared, t)
+		if len(l.shared) == 0 {
+			_ = flock(l.use, syscall.LOCK_UN)
+		}
+	}
+	l.wantExcl++
+	l.mu.Unlock()
+
+	deadline := time.Now().Add(l.wait)
+	fail := func(what string) {
+		l.mu.Lock()
+		l.wantExcl--
+		l.mu.Unlock()
+		t.Fatalf("testbed: waited %v for exclusive use of the second node: %s", l.wait, what)
+	}
+	for !l.exclMu.TryLock() {
+		if time.Now().After(deadline) {
+			fail("another test of this package holds it")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for flock(l.intent, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		if time.Now().After(deadline) {
+			l.exclMu.Unlock()
+			fail("another package is stopping it")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		l.mu.Lock()
+		if len(l.shared) == 0 && flock(l.use, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			l.excl = t
+			l.wantExcl--
+			l.mu.Unlock()
+			t.Cleanup(l.releaseExclusive)
+			return
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			_ = flock(l.intent, syscall.LOCK_UN)
+			l.exclMu.Unlock()
+			fail("other tests still use it (a paused t.Parallel test of this package that called Second?)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (l *useLock) releaseExclusive() {
+	l.mu.Lock()
+	l.excl = nil
+	_ = flock(l.use, syscall.LOCK_UN)
+	_ = flock(l.intent, syscall.LOCK_UN)
+	l.mu.Unlock()
+	l.exclMu.Unlock()
+}
