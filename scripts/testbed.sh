@@ -2,9 +2,10 @@
 # Idempotent RabbitMQ test bed for the exporter's integration tests.
 #
 #   scripts/testbed.sh [primary]   primary node rabbit@localhost (AMQP 5672, management 15672, guest/guest)
-#   scripts/testbed.sh second      second node rabbit2@localhost (AMQP 5673, management 15673, exporter2)
+#   scripts/testbed.sh second      second node rabbit2@localhost (AMQP 5673, management 15673, https 15674, exporter2)
 #   scripts/testbed.sh all         both
 #   scripts/testbed.sh stop-second stop the second node
+#   scripts/testbed.sh demo        primary plus a demo vhost with queues holding messages (for make run)
 #   scripts/testbed.sh status      report what is up (read-only, no lock)
 #
 # Safe to run many times and concurrently: every mutating command holds one flock.
@@ -27,6 +28,8 @@ SECOND_MGMT="http://127.0.0.1:15673"
 SECOND_AMQP_PORT=5673
 SECOND_DIST_PORT=25673
 SECOND_MGMT_PORT=15673
+SECOND_TLS_PORT=15674
+SECOND_TLS_DIR="$SECOND_BASE/tls"
 SECOND_USER="exporter2"
 SECOND_PASS="exporter2-secret"
 
@@ -130,15 +133,63 @@ write_file() {
 	return 0
 }
 
+# ensure_second_tls: a test CA and a server certificate (localhost, 127.0.0.1)
+# for the second node's TLS management listener; made once, kept afterwards.
+ensure_second_tls() {
+	[ -s "$SECOND_TLS_DIR/server.pem" ] && [ -s "$SECOND_TLS_DIR/ca.pem" ] && return 0
+	command -v openssl >/dev/null 2>&1 || die "openssl missing (apt-get install openssl)"
+	install -d -o rabbitmq -g rabbitmq -m 0755 "$SECOND_TLS_DIR"
+	local d="$SECOND_TLS_DIR"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+		-subj "/CN=rabbitmq-exporter testbed CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+		-keyout "$d/server-key.pem" -out "$d/server.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext.cnf"
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+		-days 3650 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
+	rm -f "$d/server.csr" "$d/ext.cnf"
+	chown -R rabbitmq:rabbitmq "$d"
+	chmod 0644 "$d"/*.pem
+	log "second: made test CA and TLS certificate in $d"
+}
+
+# demo: a demo vhost with a few queues holding messages, for `make run`. Each
+# queue has x-max-length equal to its message count, so publishing the same
+# number again on every run keeps the counts exact (idempotent).
+demo_queues() {
+	local base="$PRIMARY_MGMT/api" auth="guest:guest" q n
+	curl -fsS -u "$auth" -X PUT -H 'content-type: application/json' "$base/vhosts/demo" -d '{}' >/dev/null
+	curl -fsS -u "$auth" -X PUT -H 'content-type: application/json' "$base/permissions/demo/guest" \
+		-d '{"configure":".*","write":".*","read":".*"}' >/dev/null
+	for spec in orders:12 payments:3 emails:0 audit.log:42; do
+		q="${spec%%:*}"
+		n="${spec##*:}"
+		curl -fsS -u "$auth" -X PUT -H 'content-type: application/json' "$base/queues/demo/$q" \
+			-d "{\"durable\":true,\"arguments\":{\"x-max-length\":$((n > 0 ? n : 1000))}}" >/dev/null
+		for _ in $(seq 1 "$n"); do
+			curl -fsS -u "$auth" -X POST -H 'content-type: application/json' "$base/exchanges/demo/amq.default/publish" \
+				-d "{\"properties\":{},\"routing_key\":\"$q\",\"payload\":\"demo\",\"payload_encoding\":\"string\"}" >/dev/null
+		done
+	done
+	log "demo: vhost demo with queues orders (12), payments (3), emails (0), audit.log (42)"
+}
+
 # prepare_second: directories and config of the second node; returns 0 if config changed.
 prepare_second() {
 	local changed=1
 	install -d -o rabbitmq -g rabbitmq -m 0755 /var/tmp/rabbitmq-exporter-testbed
 	install -d -o rabbitmq -g rabbitmq -m 0755 "$SECOND_BASE" "$SECOND_BASE/mnesia" "$SECOND_BASE/log"
-	# No guest: the two nodes must have different credentials.
+	ensure_second_tls
+	# No guest: the two nodes must have different credentials. The management API
+	# also listens with TLS (certificate from a test CA) for https probe tests.
 	write_file "$SECOND_BASE/rabbitmq.conf" "listeners.tcp.local = 127.0.0.1:$SECOND_AMQP_PORT
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $SECOND_MGMT_PORT
+management.ssl.ip = 127.0.0.1
+management.ssl.port = $SECOND_TLS_PORT
+management.ssl.cacertfile = $SECOND_TLS_DIR/ca.pem
+management.ssl.certfile = $SECOND_TLS_DIR/server.pem
+management.ssl.keyfile = $SECOND_TLS_DIR/server-key.pem
 default_vhost = /
 default_user = $SECOND_USER
 default_pass = $SECOND_PASS
@@ -324,12 +375,12 @@ status)
 	status_line second
 	exit 0
 	;;
-primary | second | all | stop-second) ;;
+primary | second | all | stop-second | demo) ;;
 -h | --help | help)
 	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
-*) die "unknown command '$cmd' (use primary, second, all, stop-second or status)" ;;
+*) die "unknown command '$cmd' (use primary, second, all, stop-second, demo or status)" ;;
 esac
 
 # World-readable and opened read-only (enough for flock), so non-root callers can
@@ -354,5 +405,10 @@ all)
 	;;
 stop-second)
 	stop_second
+	;;
+demo)
+	ensure_packages
+	ensure_node primary
+	demo_queues
 	;;
 esac

@@ -248,3 +248,8 @@ func (p *exporterProc) waitLog(t *testing.T, substr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func execScript(path string, args ...string) (string, error) {
+	out, err := exec.Command(path, args...).CombinedOutput()
+	return string(out), err
+}

@@ -39,6 +39,10 @@ const (
 
 	SecondMgmtURL  = "http://127.0.0.1:15673"
 	SecondAMQPAddr = "127.0.0.1:5673"
+	// The second node's management API also listens with TLS, its certificate
+	// signed by a test CA that scripts/testbed.sh makes.
+	SecondTLSURL   = "https://127.0.0.1:15674"
+	SecondCAFile   = "/var/tmp/rabbitmq-exporter-testbed/rabbit2/tls/ca.pem"
 	SecondUser     = "exporter2"
 	SecondPassword = "exporter2-secret"
 )

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
+)
+
+type recoveryProbe struct {
+	at       time.Time
+	status   int
+	success  float64
+	up       float64
+	duration time.Duration
+	err      string
+}
+
+// TestRecoveryAfterBrokerRestart stops the second RabbitMQ node under a
+// running exporter and starts it again: while it is down every scrape answers
+// rabbitmq_up 0 / probe_success 0 by the deadline, and once it is back scrapes
+// succeed again from the same exporter process. A background scraper keeps
+// probing through the shutdown and the boot, when the node half-answers.
+// testbed.StopSecond waits for every other user of the node and leaves it
+// running when the test ends.
+func TestRecoveryAfterBrokerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops and restarts the second RabbitMQ node")
+	}
+	b := testbed.Second(t)
+	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.MgmtURL, "RABBITMQ_USER=" + b.User, "RABBITMQ_PASSWORD=" + b.Password}, "--no-metrics.queues")
+	pid := p.cmd.Process.Pid
+
+	const scrapeTimeout = 3 * time.Second // the header; the exporter keeps 0.5 s of it
+	header := timeoutHeader("3")
+	// probe may run outside the test goroutine, so it reports instead of failing.
+	probe := func() recoveryProbe {
+		start := time.Now()
+		r := recoveryProbe{at: start}
+		req, _ := http.NewRequest(http.MethodGet, p.url("/probe"), nil)
+		req.Header = header
+		resp, err := p.client.Do(req)
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r.status, r.duration = resp.StatusCode, time.Since(start)
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			r.err = "unparsable answer: " + err.Error()
+			return r
+		}
+		for name, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch {
+				case name == "probe_success":
+					r.success = m.GetGauge().GetValue()
+				case name == "rabbitmq_up" && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "127.0.0.1":
+					r.up = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return r
+	}
+	check := func(phase string, r recoveryProbe) {
+		t.Helper()
+		if r.err != "" || r.status != http.StatusOK {
+			t.Errorf("%s: status %d %s", phase, r.status, r.err)
+		}
+		if r.duration > scrapeTimeout {
+			t.Errorf("%s: the answer took %v, past the %v scrape timeout", phase, r.duration, scrapeTimeout)
+		}
+		if r.success != r.up {
+			t.Errorf("%s: probe_success %v but rabbitmq_up %v", phase, r.success, r.up)
+		}
+	}
+
+	if r := probe(); r.success != 1 {
+		t.Fatalf("before the stop: probe_success %v, want 1\n%s", r.success, p.logs)
+	}
+
+	// Keep scraping through the stop and the start, as Prometheus would.
+	var (
+		mu         sync.Mutex
+		background []recoveryProbe
+		stop       = make(chan struct{})
+		done       = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			r := probe()
+			mu.Lock()
+			background = append(background, r)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+
+	stopStart := time.Now()
+	testbed.StopSecond(t)
+	t.Logf("second node stopped in %v", time.Since(stopStart).Round(100*time.Millisecond))
+	for i := range 3 {
+		r := probe()
+		check("node stopped", r)
+		if r.success != 0 || r.up != 0 {
+			t.Errorf("node stopped, probe %d: probe_success %v rabbitmq_up %v, want 0", i, r.success, r.up)
+		}
+	}
+	if _, ok := (&faultEnv{p: p}).logLine(0, []string{listFailed, "target=" + b.MgmtURL}); !ok {
+		t.Errorf("no log line saying the listing failed:\n%s", p.logs)
+	}
+
+	startStart := time.Now()
+	testbed.StartSecond(t)
+	t.Logf("second node started in %v", time.Since(startStart).Round(100*time.Millisecond))
+	var recovered time.Duration
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		r := probe()
+		check("node restarted", r)
+		if r.success == 1 {
+			recovered = time.Since(startStart)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no successful probe within 60 s of the node's restart:\n%s", p.logs)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	var failed, succeeded int
+	for _, r := range background {
+		check("background scrape at "+r.at.Format("15:04:05.000"), r)
+		if r.success == 1 {
+			succeeded++
+		} else {
+			failed++
+		}
+	}
+	t.Logf("recovered %v after the start began; background scrapes: %d succeeded, %d failed", recovered.Round(100*time.Millisecond), succeeded, failed)
+	if p.cmd.ProcessState != nil || p.cmd.Process.Pid != pid {
+		t.Fatal("the exporter did not survive the broker restart")
+	}
+}
