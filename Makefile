@@ -44,6 +44,10 @@ fuzz:
 certs:
 	./scripts/gen-certs.sh
 
+# Load/soak run against loopback fakes; stops by itself (default 60 s at 100 probes/s).
+soak:
+	./scripts/soak.sh $(SOAK_ARGS)
+
 testbed:
 	./scripts/testbed.sh all
 

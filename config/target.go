@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Default management API ports, as RabbitMQ ships them.
@@ -82,12 +83,19 @@ func ParseTarget(s string) (Target, error) {
 	} else if strings.HasSuffix(u.Host, ":") {
 		return Target{}, errors.New("target has an empty port")
 	}
-	if strings.ContainsAny(t.Hostname, "/\\@%") {
+	// Checked again after url.Parse unescaped the host: "%C2%80" is a control character.
+	if strings.ContainsAny(t.Hostname, "/\\@%") || !utf8.ValidString(t.Hostname) || strings.IndexFunc(t.Hostname, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r)
+	}) >= 0 {
 		return Target{}, fmt.Errorf("target host %q is not valid", t.Hostname)
 	}
 	t.PathPrefix = strings.TrimRight(u.EscapedPath(), "/")
 	if strings.Contains(t.PathPrefix, "/../") || strings.HasSuffix(t.PathPrefix, "/..") || strings.Contains(t.PathPrefix, "/./") {
 		return Target{}, errors.New("target path prefix must not contain . or .. segments")
+	}
+	// Escaping can triple a raw path; the canonical form must parse back.
+	if len(t.BaseURL()) > maxTargetLength {
+		return Target{}, fmt.Errorf("target is longer than %d bytes once escaped", maxTargetLength)
 	}
 	return t, nil
 }

@@ -1,8 +1,11 @@
 package management
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,7 +111,7 @@ func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Cr
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body)}
+		return &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body, secretForms(cred)...)}
 	}
 	max := c.MaxBodyBytes
 	if max <= 0 {
@@ -150,18 +153,50 @@ func deadlineError(ctx context.Context, err error) error {
 	return errors.New("cancelled before the listing completed")
 }
 
+// secretForms are the spellings in which a broker or proxy might echo the
+// credentials back in an error page (JSON-escaped, raw, the Basic auth token).
+// The token comes first: it does not contain the raw password.
+func secretForms(cred config.Credentials) []string {
+	pw := string(cred.Password)
+	if pw == "" {
+		return nil
+	}
+	forms := []string{base64.StdEncoding.EncodeToString([]byte(cred.Username + ":" + pw))}
+	for _, escapeHTML := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(escapeHTML)
+		if enc.Encode(pw) == nil {
+			forms = append(forms, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(b.String()), `"`), `"`))
+		}
+	}
+	return append(forms, pw)
+}
+
 // errorReason extracts a one-line explanation from an error body: RabbitMQ's
 // JSON {"error":..,"reason":..} or the start of anything else (an HTML proxy page).
-func errorReason(body io.Reader) string {
+// Any of secrets in the body is blanked out first, since the reason is logged.
+func errorReason(body io.Reader, secrets ...string) string {
 	b, _ := io.ReadAll(io.LimitReader(body, 4096))
 	s := string(b)
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, config.Secret(secret).String())
+		}
+	}
 	if i := strings.Index(s, `"reason":"`); i >= 0 {
 		rest := s[i+len(`"reason":"`):]
 		if j := strings.IndexByte(rest, '"'); j >= 0 {
 			s = rest[:j]
 		}
 	}
-	s = htmlTag.ReplaceAllString(s, " ")
+	hidden := config.Secret("").String()
+	s = htmlTag.ReplaceAllStringFunc(s, func(tag string) string {
+		if tag == hidden { // looks like markup, but says a secret was blanked out
+			return tag
+		}
+		return " "
+	})
 	s = strings.Join(strings.Fields(s), " ")
 	var out strings.Builder
 	for _, r := range s {

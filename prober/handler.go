@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,13 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("query string is longer than %d bytes", maxQueryBytes), http.StatusRequestURITooLong)
 		return
 	}
-	params := r.URL.Query()
+	// URL.Query drops malformed pairs silently, which would probe RABBITMQ_HOST
+	// (or use the env credentials) when the target or auth_module was mistyped.
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, "invalid query string: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	target := h.DefaultTarget
 	if raw := params.Get("target"); raw != "" {
 		t, err := config.ParseTarget(raw)

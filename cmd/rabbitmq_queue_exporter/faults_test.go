@@ -347,19 +347,21 @@ func stringBoundListing(n int) string {
 func expectedQueues(t *testing.T, host, listing string) map[string]float64 {
 	t.Helper()
 	var qs []struct {
-		Name, Vhost                                     string
-		Messages, MessagesReady, MessagesUnacknowledged *int64
+		Name     string `json:"name"`
+		Vhost    string `json:"vhost"`
+		Messages *int64 `json:"messages"`
+		Ready    *int64 `json:"messages_ready"`
+		Unacked  *int64 `json:"messages_unacknowledged"`
 	}
-	dec := json.NewDecoder(strings.NewReader(strings.ReplaceAll(strings.ReplaceAll(listing, `"messages_ready"`, `"MessagesReady"`), `"messages_unacknowledged"`, `"MessagesUnacknowledged"`)))
-	if err := dec.Decode(&qs); err != nil {
+	if err := json.Unmarshal([]byte(listing), &qs); err != nil {
 		t.Fatalf("reference decode: %v", err)
 	}
 	out := map[string]float64{}
 	for _, q := range qs {
 		for metric, v := range map[string]*int64{
 			"rabbitmq_individual_queue_messages":                q.Messages,
-			"rabbitmq_individual_queue_messages_ready":          q.MessagesReady,
-			"rabbitmq_individual_queue_messages_unacknowledged": q.MessagesUnacknowledged,
+			"rabbitmq_individual_queue_messages_ready":          q.Ready,
+			"rabbitmq_individual_queue_messages_unacknowledged": q.Unacked,
 		} {
 			if v != nil {
 				out[exactKey(metric, map[string]string{"host": host, "vhost": q.Vhost, "name": q.Name})] = float64(*v)
@@ -516,7 +518,8 @@ type faultCase struct {
 	check     func(t *testing.T, e *faultEnv, res response, got map[string]float64)
 }
 
-func q(kv ...string) func(*faultEnv) string {
+// probeQuery encodes key/value pairs as a /probe query.
+func probeQuery(kv ...string) func(*faultEnv) string {
 	return func(*faultEnv) string {
 		v := url.Values{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -526,8 +529,11 @@ func q(kv ...string) func(*faultEnv) string {
 	}
 }
 
+// caseTarget probes the fault broker's case key, with extra query pairs.
 func caseTarget(key string, extra ...string) func(*faultEnv) string {
-	return func(e *faultEnv) string { return q(append([]string{"target", e.broker.target(key)}, extra...)...)(e) }
+	return func(e *faultEnv) string {
+		return probeQuery(append([]string{"target", e.broker.target(key)}, extra...)...)(e)
+	}
 }
 
 const listFailed = `msg="listing queues failed"`
@@ -560,24 +566,24 @@ func faultCases() []faultCase {
 	}
 	cases := []faultCase{
 		// Broker side.
-		{name: "connection refused", query: func(e *faultEnv) string { return q("target", e.closed)(e) }, host: "127.0.0.1",
+		{name: "connection refused", query: func(e *faultEnv) string { return probeQuery("target", e.closed)(e) }, host: "127.0.0.1",
 			logs: []string{listFailed, "connection refused"}},
-		{name: "DNS failure", query: q("target", "no-such-host.invalid"), host: "no-such-host.invalid",
+		{name: "DNS failure", query: probeQuery("target", "no-such-host.invalid"), host: "no-such-host.invalid",
 			header: timeoutHeader("5"), logs: []string{listFailed, "target=http://no-such-host.invalid:15672", "no-such-host.invalid"}},
 		{name: "TLS to a plain HTTP listener", query: func(e *faultEnv) string {
-			return q("target", "https://"+hostOf(e.broker.plain)+"/c/ok")(e)
+			return probeQuery("target", "https://"+hostOf(e.broker.plain)+"/c/ok")(e)
 		}, host: "127.0.0.1", logs: []string{listFailed, "server gave HTTP response to HTTPS client"}, noRequest: []string{"ok"}},
 		{name: "TLS wrong CA", query: func(e *faultEnv) string {
-			return q("target", e.broker.tlsTarget("ok"), "auth_module", "wrongca")(e)
+			return probeQuery("target", e.broker.tlsTarget("ok"), "auth_module", "wrongca")(e)
 		}, host: "127.0.0.1", logs: []string{listFailed, "module=wrongca", "certificate signed by unknown authority"}, noRequest: []string{"ok"}},
 		{name: "TLS right CA (control)", query: func(e *faultEnv) string {
-			return q("target", e.broker.tlsTarget("ok"), "auth_module", "rightca")(e)
+			return probeQuery("target", e.broker.tlsTarget("ok"), "auth_module", "rightca")(e)
 		}, success: 1, host: "127.0.0.1", logs: []string{`msg="listed queues"`, "queues=1"}},
 		brokerFail("401 bad password", "401-login", "answered 401 Unauthorized", "check the user name and password", "Login failed"),
 		brokerFail("401 not management user", "401-not-management", "answered 401 Unauthorized", "Not management user"),
 		brokerFail("401 echoing the credentials", "401-echo", "answered 401 Unauthorized", "Login failed for monitor"),
 		{name: "404 wrong path prefix", query: func(e *faultEnv) string {
-			return q("target", "http://"+hostOf(e.broker.plain)+"/wrong-prefix")(e)
+			return probeQuery("target", "http://"+hostOf(e.broker.plain)+"/wrong-prefix")(e)
 		}, host: "127.0.0.1", logs: []string{listFailed, "answered 404 Not Found", "path prefix", "Not Found"}},
 		brokerFail("500", "500", "answered 500 Internal Server Error", "badarg"),
 		brokerFail("503 with an HTML body", "503-html", "answered 503 Service Unavailable", "503 Service Unavailable No server is available to handle this request."),
@@ -647,26 +653,26 @@ func faultCases() []faultCase {
 		brokerFail("name one byte over the string bound", "string-over", "longer than 65536 bytes"),
 
 		// Request side.
-		{name: "no target: RABBITMQ_HOST", query: q(), success: 1, host: "127.0.0.1",
+		{name: "no target: RABBITMQ_HOST", query: probeQuery(), success: 1, host: "127.0.0.1",
 			logs: []string{`msg="listed queues"`, "queues=1"},
 			check: func(t *testing.T, e *faultEnv, res response, got map[string]float64) {
 				if e.broker.password("default") != envSecret {
 					t.Error("the default target did not get the env password")
 				}
 			}},
-		{name: "garbled target", query: q("target", "http://[::1"), status: 400, body: []string{"invalid target"}},
-		{name: "target with a space", query: q("target", "rabbit a"), status: 400, body: []string{"invalid target", "white space"}},
+		{name: "garbled target", query: probeQuery("target", "http://[::1"), status: 400, body: []string{"invalid target"}},
+		{name: "target with a space", query: probeQuery("target", "rabbit a"), status: 400, body: []string{"invalid target", "white space"}},
 		{name: "unsupported scheme", query: func(e *faultEnv) string {
-			return q("target", "ftp://"+hostOf(e.broker.plain)+"/c/ok")(e)
+			return probeQuery("target", "ftp://"+hostOf(e.broker.plain)+"/c/ok")(e)
 		}, status: 400, body: []string{`scheme "ftp" is not supported`}, noRequest: []string{"ok"}},
 		{name: "userinfo in target", query: func(e *faultEnv) string {
-			return q("target", "http://"+leakUser+":"+url.PathEscape(envSecret)+"@"+hostOf(e.broker.plain)+"/c/userinfo")(e)
+			return probeQuery("target", "http://"+leakUser+":"+url.PathEscape(envSecret)+"@"+hostOf(e.broker.plain)+"/c/userinfo")(e)
 		}, status: 400, body: []string{"must not contain user information"}, noRequest: []string{"userinfo"}},
 		{name: "target not allowed for env credentials", query: func(e *faultEnv) string {
-			return q("target", "http://localhost:"+portOf(e.broker.plain)+"/c/forbidden")(e)
+			return probeQuery("target", "http://localhost:"+portOf(e.broker.plain)+"/c/forbidden")(e)
 		}, status: 403, body: []string{"not allowed", "--probe.allowed-targets"}, noRequest: []string{"forbidden"}},
 		{name: "target not allowed for the auth module", query: func(e *faultEnv) string {
-			return q("target", "http://localhost:"+portOf(e.broker.plain)+"/c/forbidden-mod", "auth_module", "leak")(e)
+			return probeQuery("target", "http://localhost:"+portOf(e.broker.plain)+"/c/forbidden-mod", "auth_module", "leak")(e)
 		}, status: 403, body: []string{"not allowed for auth_module", "auth_modules.leak.targets"}, noRequest: []string{"forbidden-mod"}},
 		{name: "unknown auth module", query: caseTarget("ok", "auth_module", "nope"), status: 400, body: []string{`unknown auth_module "nope"`}},
 		{name: "oversized query", query: func(e *faultEnv) string { return "target=" + strings.Repeat("a", 5000) }, status: 414, body: []string{"longer than 4096"}},
@@ -755,12 +761,16 @@ func (e *faultEnv) run(t *testing.T, c faultCase, query string) (response, time.
 	return res, elapsed
 }
 
-// logLine waits for a line after offset holding every substring, since the
-// exporter's stderr reaches the buffer through a pipe.
 func (e *faultEnv) logLine(offset int, subs []string) (string, bool) {
+	return waitLogLine(e.p, offset, subs)
+}
+
+// waitLogLine waits for a log line after offset holding every substring,
+// since the exporter's stderr reaches the buffer through a pipe.
+func waitLogLine(p *exporterProc, offset int, subs []string) (string, bool) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		logs := e.p.logs.String()
+		logs := p.logs.String()
 		if offset > len(logs) {
 			offset = len(logs)
 		}

@@ -133,7 +133,7 @@ func TestRecoveryAfterBrokerRestart(t *testing.T) {
 			t.Errorf("node stopped, probe %d: probe_success %v rabbitmq_up %v, want 0", i, r.success, r.up)
 		}
 	}
-	if _, ok := (&faultEnv{p: p}).logLine(0, []string{listFailed, "target=" + b.MgmtURL}); !ok {
+	if _, ok := waitLogLine(p, 0, []string{listFailed, "target=" + b.MgmtURL}); !ok {
 		t.Errorf("no log line saying the listing failed:\n%s", p.logs)
 	}
 

@@ -61,7 +61,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Errorf("the fake broker got passwords %v, want exactly the env and module secrets", e.broker.seen)
 	}
 	e.broker.mu.Unlock()
-	for _, path := range []string{"/", "/metrics", "/-/healthy", "/probe?debug=true", "/probe?debug=true&auth_module=leak&target=" + url.QueryEscape(e.broker.target("ok"))} {
+	pages := []string{"/", "/metrics", "/-/healthy", "/probe?debug=true", "/probe?debug=true&auth_module=leak&target=" + url.QueryEscape(e.broker.target("ok"))}
+	for _, path := range pages {
 		e.bodies = append(e.bodies, e.p.get(t, path, nil).body)
 	}
 
@@ -91,7 +92,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 
 	logs := e.p.logs.String()
-	t.Logf("searched %d probe answers, %d other pages, %d config checks and %d log lines", probes, 5, len(outputs), strings.Count(logs, "\n"))
+	t.Logf("searched %d probe answers, %d other pages, %d config checks and %d log lines", probes, len(pages), len(outputs), strings.Count(logs, "\n"))
 	for _, secret := range []string{envSecret, moduleSecret} {
 		for _, s := range secretSpellings(secret) {
 			for i, line := range strings.Split(logs, "\n") {

@@ -1,0 +1,119 @@
+package prober
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+)
+
+// FuzzProbeQuery sends arbitrary query strings and headers through the whole
+// /probe handler. Whatever comes in, it must not panic and must answer 200
+// (a parsable exposition or debug page), or 400, 403 or 414 with one line.
+// Credentials are allowed only for one in-process fake broker, so no input
+// can make the fuzzer send requests anywhere else.
+func FuzzProbeQuery(f *testing.F) {
+	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `[{"name":"q \"1\"","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1},{"name":"s","vhost":"v"}]`)
+	}))
+	f.Cleanup(broker.Close)
+	host := strings.TrimPrefix(broker.URL, "http://")
+	target, err := config.ParseTarget(host)
+	if err != nil {
+		f.Fatal(err)
+	}
+	allow := regexp.MustCompile("^" + regexp.QuoteMeta(target.HostPort()) + "$")
+	module := func(name string) *Module {
+		return NewModule(&config.Module{Name: name, Credentials: config.Credentials{Username: "u", Password: "fuzz-secret"},
+			Targets: []*regexp.Regexp{allow}, Config: config.ModuleConfig{Targets: []string{allow.String()}}}, 0, "fuzz")
+	}
+	h := &Handler{
+		Logger:         slog.New(slog.DiscardHandler),
+		Prober:         &Prober{},
+		DefaultTarget:  target,
+		TimeoutOffset:  500 * time.Millisecond,
+		DefaultTimeout: 2 * time.Second,
+		Exporter:       prometheus.NewRegistry(),
+	}
+	h.SetModules(&Modules{Env: module(""), ByName: map[string]*Module{"m": module("m")}})
+
+	for _, s := range [][4]string{
+		{"", "", "", ""},
+		{"target=" + url.QueryEscape(host), "2", "application/openmetrics-text;version=1.0.0", "gzip"},
+		{"target=" + url.QueryEscape("http://"+host+"/"), "0.7", "text/plain;version=0.0.4", "gzip;q=0"},
+		{"debug=true&auth_module=m", "", "", ""},
+		{"auth_module=nope&target=x", "1e400", "*/*", "br, gzip;q=0.5"},
+		{"target=%zz", "NaN", "", ""},
+		{"target=a;b", "-1", "", ""},
+		{"target=http://u:p@" + host, "", "", ""},
+		{"target=ftp://x&target=y", "", "", ""},
+		{"target=" + strings.Repeat("x", 5000), "", "", ""},
+		{"target=localhost", "", "", ""},
+		{"target=[::1]:1", "", "", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, query, timeout, accept, acceptEncoding string) {
+		req := httptest.NewRequest(http.MethodGet, "/probe", nil)
+		req.URL.RawQuery = query
+		for k, v := range map[string]string{"X-Prometheus-Scrape-Timeout-Seconds": timeout, "Accept": accept, "Accept-Encoding": acceptEncoding} {
+			if v != "" {
+				req.Header.Set(k, v)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.Probe(rec, req)
+		body := rec.Body.Bytes()
+		switch rec.Code {
+		case http.StatusOK:
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusRequestURITooLong:
+			if line := bytes.TrimSuffix(body, []byte("\n")); bytes.ContainsAny(line, "\r\n") || len(line) == 0 {
+				t.Fatalf("%d answer is not one line: %q", rec.Code, body)
+			}
+			if bytes.Contains(body, []byte("fuzz-secret")) {
+				t.Fatalf("answer holds the password: %q", body)
+			}
+			return
+		default:
+			t.Fatalf("status %d for query %q: %q", rec.Code, query, body)
+		}
+		if bytes.Contains(body, []byte("fuzz-secret")) {
+			t.Fatalf("answer holds the password")
+		}
+		ct := rec.Header().Get("Content-Type")
+		if rec.Header().Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("bad gzip: %v", err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("bad gzip: %v", err)
+			}
+		}
+		if !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+			return // debug page or OpenMetrics: produced by the same encoders
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("answer does not parse: %v\n%s", err, body)
+		}
+		if mfs["probe_success"] == nil || mfs["rabbitmq_up"] == nil {
+			t.Fatalf("answer lacks probe_success or rabbitmq_up:\n%s", body)
+		}
+	})
+}
