@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeQueues -fuzztime=$(FUZZTIME) ./management/
 	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./config/
 	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./collector/
+	$(GO) test -run='^$$' -fuzz=FuzzProbeQuery -fuzztime=$(FUZZTIME) ./prober/
 
 certs:
 	./scripts/gen-certs.sh

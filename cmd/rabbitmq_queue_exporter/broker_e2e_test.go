@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,12 +105,50 @@ func TestRealBrokerExactCounts(t *testing.T) {
 				if strings.HasPrefix(path, "/probe") && samples(t, res.body)["probe_success"] != 1 {
 					t.Fatalf("GET %s: probe_success != 1", path)
 				}
+				promtoolCheckMetrics(t, res.body)
 				break
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("GET %s: %v\n%s", path, lastErr, res.body)
 			}
 			time.Sleep(time.Second)
+		}
+	}
+}
+
+// promtoolCheckMetrics runs `promtool check metrics` on a real scrape: it must
+// pass with no warnings (naming, HELP texts, duplicate families).
+func promtoolCheckMetrics(t *testing.T, body string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is not installed (scripts/test-deps.sh installs it)")
+		}
+		t.Log("promtool not installed; skipping the lint")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestOpenMetricsFromRealBroker: the real scrape negotiates OpenMetrics and
+// ends with exactly one # EOF.
+func TestOpenMetricsFromRealBroker(t *testing.T) {
+	b := testbed.Primary(t)
+	mgmt, _ := url.Parse(b.MgmtURL)
+	p := startExporter(t, []string{"RABBITMQ_HOST=" + mgmt.Host})
+	for _, path := range []string{"/probe", "/metrics"} {
+		res := p.get(t, path, http.Header{"Accept": {"application/openmetrics-text;version=1.0.0;q=0.9,text/plain;q=0.5"}})
+		if !strings.HasPrefix(res.header.Get("Content-Type"), "application/openmetrics-text") {
+			t.Fatalf("%s: Content-Type %q", path, res.header.Get("Content-Type"))
+		}
+		if !strings.HasSuffix(res.body, "# EOF\n") || strings.Count(res.body, "# EOF") != 1 || !strings.Contains(res.body, "rabbitmq_up{host=\"127.0.0.1\"} 1") {
+			t.Fatalf("%s: bad OpenMetrics body:\n%s", path, res.body)
 		}
 	}
 }
