@@ -1,0 +1,758 @@
+// Command benchscrape measures whole-process scrapes of the exporter for
+// scripts/bench.sh and prints the results table.
+//
+//	benchscrape freeport                 print a free loopback TCP port
+//	benchscrape wait URL...              wait until each URL answers (any status)
+//	benchscrape fake [flags]             exporter vs the fake broker: scrape, floor, RSS, singleflight
+//	benchscrape real [flags]             exporter vs a real broker: scrape vs raw request forms
+//	benchscrape report FILE              print the table and the target verdicts
+//
+// fake and real append one JSON line per run to -out; report reads them back.
+// Every download uses one keep-alive client without compression, so the
+// exporter's answer, the broker body and the blob are fetched the same way.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "freeport":
+		err = freePort()
+	case "wait":
+		err = waitAll(args, 30*time.Second)
+	case "fake":
+		err = runFake(args)
+	case "real":
+		err = runReal(args)
+	case "report":
+		if len(args) != 1 {
+			usage()
+		}
+		err = report(args[0], os.Stdout)
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchscrape:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: benchscrape freeport | wait URL... | fake [flags] | real [flags] | report FILE")
+	os.Exit(2)
+}
+
+// client is shared by every measurement. Compression is off because Go would
+// otherwise ask for gzip and the exporter would spend its time compressing.
+var client = &http.Client{
+	Timeout: 2 * time.Minute,
+	Transport: &http.Transport{
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     time.Minute,
+	},
+}
+
+func freePort() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	return nil
+}
+
+func waitAll(urls []string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, u := range urls {
+		for {
+			resp, err := client.Get(u)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not answer within %s: %w", u, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// fetch is one timed GET.
+type fetch struct {
+	url, user, password, accept string
+}
+
+type fetched struct {
+	dur    time.Duration
+	bytes  int64
+	status int
+	header http.Header
+	head   []byte // the first 64 KiB of the body, when a sink was given
+	tail   []byte // its last bytes
+}
+
+// do downloads f. Without a sink the body is discarded as it arrives, which
+// is what the measurements time; with one it is also copied there, and the
+// head (where the meta metrics are) and tail are kept for checks, so even 8
+// concurrent 35 MB answers need no memory here.
+func (f fetch) do(sink io.Writer) (fetched, error) {
+	req, err := http.NewRequest(http.MethodGet, f.url, nil)
+	if err != nil {
+		return fetched{}, err
+	}
+	if f.user != "" {
+		req.SetBasicAuth(f.user, f.password)
+	}
+	if f.accept != "" {
+		req.Header.Set("Accept", f.accept)
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fetched{}, err
+	}
+	defer resp.Body.Close()
+	var c *capture
+	var n int64
+	if sink == nil {
+		n, err = io.Copy(io.Discard, resp.Body)
+	} else {
+		c = &capture{w: sink}
+		n, err = io.Copy(c, resp.Body)
+	}
+	res := fetched{dur: time.Since(start), bytes: n, status: resp.StatusCode, header: resp.Header}
+	if c != nil {
+		res.head, res.tail = c.head, c.tail
+	}
+	if err != nil {
+		return res, fmt.Errorf("GET %s: %w", f.url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("GET %s: status %d", f.url, resp.StatusCode)
+	}
+	return res, nil
+}
+
+// capture passes writes on to w, keeping the first 64 KiB and the last 64 bytes.
+type capture struct {
+	w          io.Writer
+	head, tail []byte
+}
+
+func (c *capture) Write(p []byte) (int, error) {
+	if room := 64<<10 - len(c.head); room > 0 {
+		c.head = append(c.head, p[:min(room, len(p))]...)
+	}
+	c.tail = append(c.tail, p[max(0, len(p)-64):]...)
+	if len(c.tail) > 64 {
+		c.tail = append(c.tail[:0:0], c.tail[len(c.tail)-64:]...)
+	}
+	return c.w.Write(p)
+}
+
+// result is one JSON line of the results file.
+type result struct {
+	Kind    string `json:"kind"` // fake or real
+	Queues  int    `json:"queues"`
+	Runs    int    `json:"runs"`
+	PeakRSS int64  `json:"peak_rss_bytes"`
+
+	ScrapeS     float64 `json:"scrape_s"`
+	RespBytes   int64   `json:"response_bytes"`
+	BrokerBytes int64   `json:"broker_body_bytes"`
+
+	// fake
+	RawS               float64 `json:"raw_s,omitempty"`
+	BlobS              float64 `json:"blob_s,omitempty"`
+	FloorS             float64 `json:"floor_s,omitempty"`
+	Concurrent         int     `json:"concurrent,omitempty"`
+	ConcurrentRequests int64   `json:"concurrent_requests,omitempty"`
+	ConcurrentLatency  string  `json:"concurrent_latency,omitempty"`
+	ExporterCPUS       float64 `json:"exporter_cpu_s_per_scrape,omitempty"`
+
+	// real
+	Forms []formResult `json:"forms,omitempty"`
+
+	Samples map[string][]float64 `json:"samples_s"`
+}
+
+type formResult struct {
+	Name    string  `json:"name"`
+	Query   string  `json:"query"`
+	MedianS float64 `json:"median_s"`
+	MinS    float64 `json:"min_s"`
+	MaxS    float64 `json:"max_s"`
+	Bytes   int64   `json:"bytes"`
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func appendResult(path string, r result) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return json.NewEncoder(f).Encode(r)
+}
+
+// vmHWM reads the peak resident set size of pid from /proc, in bytes.
+func vmHWM(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+const openMetricsAccept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+// checkScrape makes sure a measured scrape is a successful one: a benchmark of
+// a failing probe would be fast and meaningless.
+func checkScrape(body []byte, queues int) error {
+	if v, ok := sampleValue(body, "probe_success"); !ok || v != 1 {
+		return fmt.Errorf("probe failed:\n%s", firstLines(body, 20))
+	}
+	if queues >= 0 {
+		if v, ok := sampleValue(body, `rabbitmq_queues{host="127.0.0.1"}`); !ok || v != float64(queues) {
+			return fmt.Errorf("response reports %v queues, want %d:\n%s", v, queues, firstLines(body, 20))
+		}
+	}
+	return nil
+}
+
+// sampleValue finds the sample whose name and labels are exactly series.
+func sampleValue(body []byte, series string) (float64, bool) {
+	for line := range strings.Lines(string(body)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+func firstLines(b []byte, n int) string {
+	lines := strings.SplitN(string(b), "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// saveFormats saves the answer in both formats for promtool and checks the
+// negotiation: text by default, OpenMetrics (ending in one # EOF) on request.
+func saveFormats(scrape fetch, dir string, queues int) error {
+	base := fmt.Sprintf("%s/scrape-%d", dir, queues)
+	save := func(f fetch, path string) (fetched, error) {
+		file, err := os.Create(path)
+		if err != nil {
+			return fetched{}, err
+		}
+		defer file.Close()
+		bw := bufio.NewWriterSize(file, 1<<20)
+		res, err := f.do(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			err = checkScrape(res.head, queues)
+		}
+		return res, err
+	}
+	text, err := save(scrape, base+".prom")
+	if err != nil {
+		return err
+	}
+	if ct := text.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") || !strings.Contains(ct, "version=0.0.4") {
+		return fmt.Errorf("default Content-Type %q, want text/plain; version=0.0.4", ct)
+	}
+	om := scrape
+	om.accept = openMetricsAccept
+	omRes, err := save(om, base+".openmetrics")
+	if err != nil {
+		return err
+	}
+	if ct := omRes.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		return fmt.Errorf("OpenMetrics Content-Type %q", ct)
+	}
+	if n, err := countEOF(base + ".openmetrics"); err != nil || n != 1 || !bytes.HasSuffix(omRes.tail, []byte("\n# EOF\n")) {
+		return fmt.Errorf("OpenMetrics answer must end with its only # EOF line (%d found, %v)", n, err)
+	}
+	return nil
+}
+
+func countEOF(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if sc.Text() == "# EOF" {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
+// blobServer serves a pre-rendered byte slice: the cheapest possible way to
+// deliver an answer of that size. No Content-Length, so it is sent chunked
+// like the exporter's streamed answer.
+func blobServer(blob []byte) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(blob)
+	})}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + "/blob", func() { srv.Close() }, nil
+}
+
+func runFake(args []string) error {
+	fs := flag.NewFlagSet("fake", flag.ExitOnError)
+	var (
+		exporter    = fs.String("exporter", "", "exporter base URL")
+		broker      = fs.String("broker", "", "fake broker base URL")
+		user        = fs.String("user", "guest", "broker user")
+		password    = fs.String("password", "guest", "broker password")
+		pid         = fs.Int("pid", 0, "exporter process id, for VmHWM")
+		queues      = fs.Int("queues", 0, "queues the fake broker lists")
+		runs        = fs.Int("runs", 9, "measured rounds at least (each: raw body, blob, scrape)")
+		minTime     = fs.Duration("min-time", 2*time.Second, "keep adding rounds (up to -max-runs) until this much time was spent measuring: small sizes get many samples, so a burst of load elsewhere moves the medians less")
+		maxRuns     = fs.Int("max-runs", 200, "most measured rounds")
+		warmup      = fs.Int("warmup", 2, "unmeasured scrapes first")
+		concurrency = fs.Int("concurrency", 8, "simultaneous scrapes for the singleflight check")
+		latency     = fs.Duration("concurrent-latency", 300*time.Millisecond, "broker delay during the concurrency check, so the scrapes overlap for sure")
+		cpuScrapes  = fs.Int("cpu-scrapes", 20, "back-to-back scrapes to measure the exporter's CPU time per scrape over")
+		save        = fs.String("save", "", "directory to save both formats of one answer in (for promtool)")
+		out         = fs.String("out", "", "results file (JSON lines)")
+	)
+	fs.Parse(args)
+	if *exporter == "" || *broker == "" || *pid == 0 || *out == "" {
+		return errors.New("fake needs -exporter, -broker, -pid and -out")
+	}
+	raw := fetch{url: *broker + "/api/queues?" + management.QueuesQuery, user: *user, password: *password}
+	scrape := fetch{url: *exporter + "/probe"}
+	// Streams count too: they are listed, just without counts.
+	expected := *queues
+
+	for range *warmup {
+		if _, err := scrape.do(nil); err != nil {
+			return err
+		}
+	}
+	var answer bytes.Buffer
+	first, err := scrape.do(&answer)
+	if err != nil {
+		return err
+	}
+	if err := checkScrape(first.head, expected); err != nil {
+		return err
+	}
+	if *save != "" {
+		if err := saveFormats(scrape, *save, expected); err != nil {
+			return err
+		}
+	}
+	blobURL, stop, err := blobServer(answer.Bytes())
+	if err != nil {
+		return err
+	}
+	defer stop()
+	blob := fetch{url: blobURL}
+	if _, err := blob.do(nil); err != nil { // warm the connection
+		return err
+	}
+	if _, err := raw.do(nil); err != nil {
+		return err
+	}
+
+	// Rounds interleave the three downloads, rotating their order, so load
+	// from elsewhere on the machine hits all of them alike.
+	kinds := []struct {
+		name string
+		f    fetch
+	}{{"raw", raw}, {"blob", blob}, {"scrape", scrape}}
+	samples := map[string][]float64{}
+	var brokerBytes, respBytes int64
+	start := time.Now()
+	round := 0
+	for ; round < *runs || (round < *maxRuns && time.Since(start) < *minTime); round++ {
+		for k := range kinds {
+			kind := kinds[(k+round)%len(kinds)]
+			res, err := kind.f.do(nil)
+			if err != nil {
+				return err
+			}
+			samples[kind.name] = append(samples[kind.name], res.dur.Seconds())
+			switch kind.name {
+			case "raw":
+				brokerBytes = res.bytes
+			case "scrape":
+				respBytes = res.bytes
+			}
+		}
+	}
+
+	cpu, err := cpuPerScrape(scrape, *pid, *cpuScrapes)
+	if err != nil {
+		return err
+	}
+	reqs, err := concurrentScrapes(scrape, *broker, *concurrency, *latency, expected)
+	if err != nil {
+		return err
+	}
+	hwm, err := vmHWM(*pid)
+	if err != nil {
+		return err
+	}
+	r := result{
+		Kind: "fake", Queues: *queues, Runs: round, PeakRSS: hwm,
+		ScrapeS: median(samples["scrape"]), RespBytes: respBytes, BrokerBytes: brokerBytes,
+		RawS: median(samples["raw"]), BlobS: median(samples["blob"]),
+		Concurrent: *concurrency, ConcurrentRequests: reqs, ConcurrentLatency: latency.String(),
+		ExporterCPUS: cpu, Samples: samples,
+	}
+	r.FloorS = r.RawS + r.BlobS
+	fmt.Fprintf(os.Stderr, "  %d queues: scrape %.4fs, floor %.4fs (raw %.4fs + blob %.4fs), peak RSS %.1f MB, %d broker requests for %d scrapes\n",
+		r.Queues, r.ScrapeS, r.FloorS, r.RawS, r.BlobS, float64(hwm)/(1<<20), reqs, *concurrency)
+	return appendResult(*out, r)
+}
+
+// cpuPerScrape is the exporter's CPU time (user+sys, from /proc) per scrape
+// over n back-to-back scrapes: unlike wall time it hardly depends on what else
+// the machine is doing, so it shows where the exporter itself stands.
+func cpuPerScrape(scrape fetch, pid, n int) (float64, error) {
+	if n <= 0 {
+		return 0, nil
+	}
+	before, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	for range n {
+		if _, err := scrape.do(nil); err != nil {
+			return 0, err
+		}
+	}
+	after, err := procCPU(pid)
+	return (after - before).Seconds() / float64(n), err
+}
+
+// procCPU reads utime+stime of pid. The kernel reports clock ticks, which
+// are 10 ms on Linux (USER_HZ 100) on every architecture Go supports there.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// concurrentScrapes fires n scrapes at once and returns how many listing
+// requests the fake broker received meanwhile. The broker is slowed down for
+// the duration so that all n overlap however fast the machine is.
+func concurrentScrapes(scrape fetch, broker string, n int, latency time.Duration, queues int) (int64, error) {
+	setLatency := func(d time.Duration) error {
+		resp, err := client.Post(broker+"/-/latency?d="+d.String(), "text/plain", nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("setting broker latency: status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	before, err := brokerRequests(broker)
+	if err != nil {
+		return 0, err
+	}
+	if err := setLatency(latency); err != nil {
+		return 0, err
+	}
+	defer setLatency(0)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := scrape.do(io.Discard)
+			if err == nil {
+				err = checkScrape(res.head, queues)
+			}
+			errs[i] = err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	after, err := brokerRequests(broker)
+	return after - before, err
+}
+
+func brokerRequests(broker string) (int64, error) {
+	resp, err := client.Get(broker + "/stats")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Requests int64 `json:"requests"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("reading %s/stats: %w", broker, err)
+	}
+	return st.Requests, nil
+}
+
+// requestForms are the ways to ask a real broker for the same counts.
+var requestForms = []struct{ name, query string }{
+	{"columns+disable_stats+totals (exporter)", management.QueuesQuery},
+	{"columns only", "columns=name,vhost,messages,messages_ready,messages_unacknowledged"},
+	{"no parameters", ""},
+}
+
+func runReal(args []string) error {
+	fs := flag.NewFlagSet("real", flag.ExitOnError)
+	var (
+		exporter = fs.String("exporter", "", "exporter base URL (its --rabbitmq.host is the broker)")
+		broker   = fs.String("broker", "http://127.0.0.1:15672", "management API base URL")
+		user     = fs.String("user", "guest", "management user")
+		password = fs.String("password", "guest", "management password")
+		pid      = fs.Int("pid", 0, "exporter process id, for VmHWM")
+		runs     = fs.Int("runs", 5, "rounds (each: every request form and one scrape)")
+		minRuns  = fs.Int("min-runs", 3, "rounds done even past -budget")
+		budget   = fs.Duration("budget", 150*time.Second, "stop starting rounds after this long")
+		settle   = fs.Duration("settle", 300*time.Millisecond, "pause before each request, so one request's aftermath (the broker's GC after a 14 MB listing) does not slow the next")
+		out      = fs.String("out", "", "results file (JSON lines)")
+	)
+	fs.Parse(args)
+	if *exporter == "" || *pid == 0 || *out == "" {
+		return errors.New("real needs -exporter, -pid and -out")
+	}
+	scrape := fetch{url: *exporter + "/probe"}
+	first, err := scrape.do(io.Discard)
+	if err != nil {
+		return err
+	}
+	if err := checkScrape(first.head, -1); err != nil {
+		return err
+	}
+	queues := scrapedQueues(first.head)
+
+	type kind struct {
+		name string
+		f    fetch
+	}
+	var kinds []kind
+	for _, f := range requestForms {
+		u := *broker + "/api/queues"
+		if f.query != "" {
+			u += "?" + f.query
+		}
+		kinds = append(kinds, kind{f.name, fetch{url: u, user: *user, password: *password}})
+	}
+	kinds = append(kinds, kind{"scrape", scrape})
+	samples := map[string][]float64{}
+	bytesOf := map[string]int64{}
+	start := time.Now()
+	done := 0
+	for round := 0; round < *runs && (round < *minRuns || time.Since(start) < *budget); round++ {
+		for k := range kinds {
+			kd := kinds[(k+round)%len(kinds)]
+			time.Sleep(*settle)
+			res, err := kd.f.do(nil)
+			if err != nil {
+				return err
+			}
+			samples[kd.name] = append(samples[kd.name], res.dur.Seconds())
+			bytesOf[kd.name] = res.bytes
+		}
+		done++
+		fmt.Fprintf(os.Stderr, "  real broker round %d/%d done (%s)\n", done, *runs, time.Since(start).Round(time.Second))
+	}
+	hwm, err := vmHWM(*pid)
+	if err != nil {
+		return err
+	}
+	r := result{
+		Kind: "real", Queues: queues, Runs: done, PeakRSS: hwm,
+		ScrapeS: median(samples["scrape"]), RespBytes: bytesOf["scrape"], BrokerBytes: bytesOf[requestForms[0].name],
+		Samples: samples,
+	}
+	for _, f := range requestForms {
+		r.Forms = append(r.Forms, formResult{Name: f.name, Query: f.query, MedianS: median(samples[f.name]),
+			MinS: slices.Min(samples[f.name]), MaxS: slices.Max(samples[f.name]), Bytes: bytesOf[f.name]})
+	}
+	return appendResult(*out, r)
+}
+
+// scrapedQueues reads rabbitmq_queues from an answer.
+func scrapedQueues(body []byte) int {
+	v, ok := sampleValue(body, `rabbitmq_queues{host="127.0.0.1"}`)
+	if !ok {
+		return -1
+	}
+	return int(v)
+}
+
+// Targets from issue 4.
+const (
+	maxFloorRatio   = 2.0
+	maxPeakRSS      = 64 << 20
+	maxScaleRatio   = 11.0
+	maxRealRatio    = 1.15
+	floorRatioSizes = 10000 // the floor target applies from this size up
+)
+
+func report(path string, w io.Writer) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var fakes, reals []result
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var r result
+		if err := dec.Decode(&r); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if r.Kind == "real" {
+			reals = append(reals, r)
+		} else {
+			fakes = append(fakes, r)
+		}
+	}
+	slices.SortFunc(fakes, func(a, b result) int { return a.Queues - b.Queues })
+
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	var checks []string
+	if len(fakes) > 0 {
+		fmt.Fprintf(w, "Fake broker (lean listing, %d%% streams without counts); medians of interleaved rounds (raw body, blob, scrape):\n\n", 100/fakeapi.DefaultStreamEvery)
+		fmt.Fprintln(w, "| queues | scrape s | floor s | ratio | peak RSS MB | response bytes | broker body bytes | requests for 8 concurrent scrapes |")
+		fmt.Fprintln(w, "|-------:|---------:|--------:|------:|------------:|---------------:|------------------:|----------------------------------:|")
+		for _, r := range fakes {
+			fmt.Fprintf(w, "| %d | %.4f | %.4f | %.2f | %.1f | %d | %d | %d |\n",
+				r.Queues, r.ScrapeS, r.FloorS, r.ScrapeS/r.FloorS, float64(r.PeakRSS)/(1<<20), r.RespBytes, r.BrokerBytes, r.ConcurrentRequests)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "floor = download of the exporter's exact broker request + download of a pre-rendered blob as large as the answer")
+		for _, r := range fakes {
+			sc := r.Samples["scrape"]
+			fmt.Fprintf(w, "  %d queues: %d rounds, scrape min/max %.4f/%.4f s, raw %.4f s, blob %.4f s, exporter CPU %.1f ms per scrape\n",
+				r.Queues, r.Runs, slices.Min(sc), slices.Max(sc), r.RawS, r.BlobS, r.ExporterCPUS*1000)
+		}
+		byN := map[int]result{}
+		for _, r := range fakes {
+			byN[r.Queues] = r
+			if r.Queues >= floorRatioSizes {
+				checks = append(checks, fmt.Sprintf("%s: scrape within %.0fx floor at %d queues (%.2fx)", verdict(r.ScrapeS <= maxFloorRatio*r.FloorS), maxFloorRatio, r.Queues, r.ScrapeS/r.FloorS))
+			}
+			checks = append(checks, fmt.Sprintf("%s: %d concurrent scrapes of %d queues made %d broker request(s), want 1", verdict(r.ConcurrentRequests == 1), r.Concurrent, r.Queues, r.ConcurrentRequests))
+		}
+		if r, ok := byN[100000]; ok {
+			checks = append(checks, fmt.Sprintf("%s: peak RSS at 100k queues %.1f MB <= %d MB", verdict(r.PeakRSS <= maxPeakRSS), float64(r.PeakRSS)/(1<<20), maxPeakRSS>>20))
+			if s, ok := byN[10000]; ok {
+				ratio := r.ScrapeS / s.ScrapeS
+				checks = append(checks, fmt.Sprintf("%s: time(100k)/time(10k) = %.1f <= %.0f", verdict(ratio <= maxScaleRatio), ratio, maxScaleRatio))
+			}
+		}
+	}
+	for _, r := range reals {
+		fmt.Fprintf(w, "\nReal RabbitMQ broker, %d queues listed, median of %d rounds (request forms and scrape interleaved):\n\n", r.Queues, r.Runs)
+		fmt.Fprintln(w, "| request | median s | min s | max s | body bytes |")
+		fmt.Fprintln(w, "|---------|---------:|------:|------:|-----------:|")
+		cheapest := r.Forms[0]
+		for _, f := range r.Forms {
+			fmt.Fprintf(w, "| raw GET /api/queues %s | %.3f | %.3f | %.3f | %d |\n", f.Name, f.MedianS, f.MinS, f.MaxS, f.Bytes)
+			if f.MedianS < cheapest.MedianS {
+				cheapest = f
+			}
+		}
+		ratio := r.ScrapeS / cheapest.MedianS
+		sc := r.Samples["scrape"]
+		fmt.Fprintf(w, "| exporter /probe end to end | %.3f | %.3f | %.3f | %d |\n\n", r.ScrapeS, slices.Min(sc), slices.Max(sc), r.RespBytes)
+		fmt.Fprintf(w, "cheapest raw form: %s; scrape / cheapest = %.2f; exporter peak RSS %.1f MB\n", cheapest.Name, ratio, float64(r.PeakRSS)/(1<<20))
+		checks = append(checks, fmt.Sprintf("%s: real broker scrape within %.2fx the cheapest raw request (%.2fx)", verdict(ratio <= maxRealRatio), maxRealRatio, ratio))
+	}
+	fmt.Fprintln(w, "\nTargets:")
+	for _, c := range checks {
+		fmt.Fprintln(w, "  "+c)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+// Command fakebroker serves a generated RabbitMQ management API queue listing
+// (internal/fakeapi) for whole-process benchmarks of the exporter.
+//
+//	GET  /api/queues      the listing (basic auth; any query; X-Fake-Requests header)
+//	GET  /stats           {"requests":N,"queues":Q,"body_bytes":B,"latency":"0s"}
+//	POST /-/latency?d=300ms   delay later listings by d (0 turns it off)
+//
+// It prints "listening on ADDR" once ready, so -listen 127.0.0.1:0 works.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+)
+
+func main() {
+	var (
+		listen   = flag.String("listen", "127.0.0.1:15673", "address to listen on (loopback only is sensible)")
+		queues   = flag.Int("queues", 10000, "queues in the listing")
+		vhosts   = flag.Int("vhosts", 10, "vhosts the queues are spread over (the first is /)")
+		shape    = flag.String("shape", "lean", "lean (the exporter's columns= answer) or full (default listing with statistics)")
+		streams  = flag.Int("stream-every", fakeapi.DefaultStreamEvery, "every n-th queue is a stream without counts (0: none)")
+		user     = flag.String("user", "guest", "basic-auth user")
+		password = flag.String("password", "guest", "basic-auth password")
+		latency  = flag.Duration("latency", 0, "delay before each listing answer")
+	)
+	flag.Parse()
+	if err := run(*listen, *user, *password, *latency, fakeapi.Options{
+		Queues: *queues, Vhosts: *vhosts, StreamEvery: *streams, Shape: fakeapi.Shape(*shape),
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "fakebroker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(listen, user, password string, latency time.Duration, o fakeapi.Options) error {
+	if o.Shape != fakeapi.Lean && o.Shape != fakeapi.Full {
+		return fmt.Errorf("unknown -shape %q (lean or full)", o.Shape)
+	}
+	if o.Queues < 0 {
+		return errors.New("-queues must not be negative")
+	}
+	h := fakeapi.NewHandler(fakeapi.Generate(o), user, password)
+	h.SetLatency(latency)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"requests": h.Requests(), "queues": o.Queues, "body_bytes": len(h.Body()), "latency": h.Latency().String(),
+		})
+	})
+	mux.HandleFunc("POST /-/latency", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d < 0 || d > time.Minute {
+			http.Error(w, "want ?d=<duration between 0 and 1m>", http.StatusBadRequest)
+			return
+		}
+		h.SetLatency(d)
+		fmt.Fprintln(w, d)
+	})
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on %s (%d queues, %d body bytes, shape %s)\n", ln.Addr(), o.Queues, len(h.Body()), o.Shape)
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package prober
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+)
+
+// discardResponse is a ResponseWriter that keeps nothing, so the benchmark
+// measures the handler and not a growing recorder buffer.
+type discardResponse struct {
+	header http.Header
+	status int
+	n      int64
+}
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) WriteHeader(code int)        { d.status = code }
+func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkProbe runs the whole /probe handler against a fake management API
+// over loopback HTTP: request, streaming decode, QueueSet, exposition.
+// MB/s is broker JSON consumed; resp-bytes is the exposition written.
+func BenchmarkProbe(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		for _, accept := range []struct{ name, header string }{
+			{"text", ""},
+			{"openmetrics", "application/openmetrics-text;version=1.0.0"},
+		} {
+			b.Run(fmt.Sprintf("%dk/%s", n/1000, accept.name), func(b *testing.B) {
+				benchProbe(b, n, accept.header)
+			})
+		}
+	}
+}
+
+func benchProbe(b *testing.B, n int, accept string) {
+	api := fakeapi.NewHandler(fakeapi.Generate(fakeapi.Options{Queues: n, Vhosts: 10, StreamEvery: fakeapi.DefaultStreamEvery}), "monitor", testPassword)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	target, err := config.ParseTarget(u.Host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	allowed, err := config.CompileAnchored("bench", regexp.QuoteMeta(target.HostPort()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &Handler{
+		Logger:         slog.New(slog.DiscardHandler),
+		Prober:         &Prober{},
+		DefaultTarget:  target,
+		DefaultTimeout: time.Minute,
+		Exporter:       prometheus.NewRegistry(),
+	}
+	env := &config.Module{Credentials: config.Credentials{Username: "monitor", Password: testPassword}, Targets: []*regexp.Regexp{allowed}}
+	h.SetModules(&Modules{Env: NewModule(env, 0, "bench"), ByName: map[string]*Module{}})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(api.Body())))
+	var written int64
+	cpu0 := benchutil.CPUTime()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "/probe", nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		w := &discardResponse{header: http.Header{}}
+		h.Probe(w, req)
+		if w.status != 0 && w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
+		written = w.n
+	}
+	benchutil.ReportCPU(b, cpu0)
+	if want := int64(n) * 100; written < want {
+		b.Fatalf("wrote only %d bytes for %d queues; did the probe fail?", written, n)
+	}
+	b.ReportMetric(float64(written), "resp-bytes")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/queue")
+}
