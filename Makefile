@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean check-dockerfile
+.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean check-dockerfile bench-go
 
 all: lint build test
 
@@ -35,6 +35,10 @@ lint:
 
 bench:
 	./scripts/bench.sh
+
+# Go benchmarks only (-benchmem), without the whole-process table.
+bench-go:
+	./scripts/bench.sh go
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeQueues -fuzztime=$(FUZZTIME) ./management/
