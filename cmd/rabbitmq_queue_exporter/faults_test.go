@@ -19,7 +19,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -410,25 +409,6 @@ func parseExact(t *testing.T, body string) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// promtoolCheck lints an exposition with promtool when it is installed; CI
-// must have it (scripts/test-deps.sh installs it).
-func promtoolCheck(t *testing.T, body string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (scripts/test-deps.sh installs it)")
-		}
-		t.Log("promtool not installed; skipping promtool check metrics")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
 }
 
 // writeCA writes a fresh self-signed CA certificate, one that signed nothing

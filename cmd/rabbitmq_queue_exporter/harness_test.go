@@ -253,3 +253,23 @@ func execScript(path string, args ...string) (string, error) {
 	out, err := exec.Command(path, args...).CombinedOutput()
 	return string(out), err
 }
+
+// promtoolCheck runs `promtool check metrics` on an exposition: it must pass
+// with no warnings (naming, HELP texts, duplicate families). CI must have
+// promtool (scripts/test-deps.sh installs it).
+func promtoolCheck(t *testing.T, body string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not installed (scripts/test-deps.sh installs it)")
+		}
+		t.Log("promtool not installed; skipping promtool check metrics")
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}

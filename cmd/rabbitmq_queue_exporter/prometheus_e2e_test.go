@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,18 +28,8 @@ func TestRealPrometheusRelabelling(t *testing.T) {
 		}
 		t.Skip("prometheus is not installed")
 	}
-	primary := testbed.Primary(t)
-	second := testbed.Second(t)
-	suffix := testbed.UniqueName("")
-	qa, qb := "it.prom.a."+suffix, "it.prom.b."+suffix
-	ca := primary.Dial(t, "/")
-	primary.DeclareQueue(t, ca, qa, testbed.Classic)
-	primary.Publish(t, ca, qa, 3)
-	cb := second.Dial(t, "/")
-	second.DeclareQueue(t, cb, qb, testbed.Classic)
-	second.Publish(t, cb, qb, 6)
-	primary.WaitForCounts(t, "/", qa, 3, 3, 0, 30*time.Second)
-	second.WaitForCounts(t, "/", qb, 6, 6, 0, 30*time.Second)
+	primary, second, qa, qb := queuesOnBothBrokers(t, "it.prom.", testbed.Classic, 3, 6)
+	suffix := strings.TrimPrefix(qa, "it.prom.a.")
 
 	pa, _ := url.Parse(primary.MgmtURL)
 	pb, _ := url.Parse(second.MgmtURL)
