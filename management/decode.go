@@ -451,8 +451,12 @@ func (d *decoder) queueArray() error {
 			return fmt.Errorf("queue listing element at offset %d is not an object: found %s", d.offset(), describe(c))
 		}
 		d.pos++
-		if err := d.queueObject(); err != nil {
+		if ok, err := d.fastQueue(); err != nil {
 			return err
+		} else if !ok {
+			if err := d.queueObject(); err != nil {
+				return err
+			}
 		}
 		if c = d.tok(); c <= ' ' {
 			if c, err = d.nonWSSlow("in queue array"); err != nil {
@@ -492,6 +496,87 @@ var countFields = [...]struct {
 	fieldMessages: {"messages", HasMessages},
 	fieldReady:    {"messages_ready", HasMessagesReady},
 	fieldUnacked:  {"messages_unacknowledged", HasMessagesUnacknowledged},
+}
+
+// fastQueue decodes the queue object after its '{' when the whole object is in the window and
+// spelled exactly as the broker writes it: optionally "messages", "messages_ready" and
+// "messages_unacknowledged" with plain integers, then "name" and "vhost" with printable ASCII
+// strings without escapes, no whitespace, in that order. Name and Vhost then alias the window,
+// which stays put until fn returns. On any deviation it consumes nothing and returns false, so
+// the general path decodes (or rejects) the same bytes and alone decides what is valid.
+func (d *decoder) fastQueue() (bool, error) {
+	b := d.buf[d.pos:d.end]
+	if d.depth >= d.maxDepth {
+		return false, nil
+	}
+	q := &d.q
+	i := 0
+	var m, r, u uint64
+	var has uint8
+	const kM, kR, kU = `"messages":`, `,"messages_ready":`, `,"messages_unacknowledged":`
+	if len(b) > len(kM) && string(b[:len(kM)]) == kM {
+		var j, k int
+		if m, j = fastCount(b, len(kM)); j < 0 || len(b) < j+len(kR) || string(b[j:j+len(kR)]) != kR {
+			return false, nil
+		}
+		if r, j = fastCount(b, j+len(kR)); j < 0 || len(b) < j+len(kU) || string(b[j:j+len(kU)]) != kU {
+			return false, nil
+		}
+		if u, k = fastCount(b, j+len(kU)); k < 0 || len(b) <= k || b[k] != ',' {
+			return false, nil
+		}
+		i, has = k+1, HasMessages|HasMessagesReady|HasMessagesUnacknowledged
+	}
+	const kN, kV = `"name":"`, `","vhost":"`
+	if len(b) < i+len(kN) || string(b[i:i+len(kN)]) != kN {
+		return false, nil
+	}
+	i += len(kN)
+	n := scanPlain(b[i:])
+	name := b[i : i+n]
+	i += n
+	if n > d.maxStr || len(b) < i+len(kV) || string(b[i:i+len(kV)]) != kV {
+		return false, nil
+	}
+	i += len(kV)
+	n = scanPlain(b[i:])
+	vhost := b[i : i+n]
+	i += n
+	if n > d.maxStr || len(b) < i+2 || b[i] != '"' || b[i+1] != '}' {
+		return false, nil
+	}
+	d.pos += i + 2
+	// Field by field: a composite literal is built on the stack and copied with a bulk barrier.
+	q.Vhost, q.Name = vhost, name
+	q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has = int64(m), int64(r), int64(u), has
+	return true, d.fn(q)
+}
+
+// fastCount parses the non-negative integer at b[i:] for fastQueue, returning the index after
+// it, or -1 unless a non-digit follows within b. At most 18 digits always fit int64; longer
+// numbers, like a leading zero before a digit, are left to readCount and its errors.
+func fastCount(b []byte, i int) (uint64, int) {
+	if i >= len(b) {
+		return 0, -1
+	}
+	n := uint64(b[i] - '0')
+	if n > 9 {
+		return 0, -1
+	}
+	j := i + 1
+	if n != 0 {
+		for ; j < len(b); j++ {
+			c := b[j] - '0'
+			if c > 9 {
+				break
+			}
+			n = n*10 + uint64(c)
+		}
+	}
+	if j >= len(b) || j-i > 18 || b[j]-'0' <= 9 {
+		return 0, -1
+	}
+	return n, j
 }
 
 // queueObject decodes one queue object after its '{' and hands it to fn.
