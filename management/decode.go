@@ -500,45 +500,45 @@ var countFields = [...]struct {
 
 // fastQueue decodes the queue object after its '{' when the whole object is in the window and
 // spelled exactly as the broker writes it: optionally "messages", "messages_ready" and
-// "messages_unacknowledged" with plain integers, then "name" and "vhost" with printable ASCII
-// strings without escapes, no whitespace, in that order. Name and Vhost then alias the window,
-// which stays put until fn returns. On any deviation it consumes nothing and returns false, so
-// the general path decodes (or rejects) the same bytes and alone decides what is valid.
+// "messages_unacknowledged" with plain integers, then "name" and "vhost" with ASCII strings
+// free of escapes and control characters, no whitespace, in that order. Name and Vhost then
+// alias the window, which stays put until fn returns. On any deviation it consumes nothing and
+// returns false, so the general path decodes (or rejects) the same bytes and alone decides
+// what is valid.
 func (d *decoder) fastQueue() (bool, error) {
 	b := d.buf[d.pos:d.end]
 	if d.depth >= d.maxDepth {
 		return false, nil
 	}
-	q := &d.q
 	i := 0
 	var m, r, u uint64
 	var has uint8
-	const kM, kR, kU = `"messages":`, `,"messages_ready":`, `,"messages_unacknowledged":`
-	if len(b) > len(kM) && string(b[:len(kM)]) == kM {
+	// Literal keys are compared in pieces of at most 16 bytes, which the compiler does inline
+	// with word loads; longer constants would call memequal.
+	if len(b) > 11 && string(b[:11]) == `"messages":` {
 		var j, k int
-		if m, j = fastCount(b, len(kM)); j < 0 || len(b) < j+len(kR) || string(b[j:j+len(kR)]) != kR {
+		if m, j = fastCount(b, 11); j < 0 || len(b)-j < 18 || string(b[j:j+16]) != `,"messages_ready` || string(b[j+16:j+18]) != `":` {
 			return false, nil
 		}
-		if r, j = fastCount(b, j+len(kR)); j < 0 || len(b) < j+len(kU) || string(b[j:j+len(kU)]) != kU {
+		if r, j = fastCount(b, j+18); j < 0 || len(b)-j < 27 || string(b[j:j+16]) != `,"messages_unack` || string(b[j+16:j+27]) != `nowledged":` {
 			return false, nil
 		}
-		if u, k = fastCount(b, j+len(kU)); k < 0 || len(b) <= k || b[k] != ',' {
+		if u, k = fastCount(b, j+27); k < 0 || len(b) <= k || b[k] != ',' {
 			return false, nil
 		}
 		i, has = k+1, HasMessages|HasMessagesReady|HasMessagesUnacknowledged
 	}
-	const kN, kV = `"name":"`, `","vhost":"`
-	if len(b) < i+len(kN) || string(b[i:i+len(kN)]) != kN {
+	if len(b)-i < 8 || string(b[i:i+8]) != `"name":"` {
 		return false, nil
 	}
-	i += len(kN)
+	i += 8
 	n := scanPlain(b[i:])
 	name := b[i : i+n]
 	i += n
-	if n > d.maxStr || len(b) < i+len(kV) || string(b[i:i+len(kV)]) != kV {
+	if n > d.maxStr || len(b)-i < 11 || string(b[i:i+11]) != `","vhost":"` {
 		return false, nil
 	}
-	i += len(kV)
+	i += 11
 	n = scanPlain(b[i:])
 	vhost := b[i : i+n]
 	i += n
@@ -546,37 +546,39 @@ func (d *decoder) fastQueue() (bool, error) {
 		return false, nil
 	}
 	d.pos += i + 2
-	// Field by field: a composite literal is built on the stack and copied with a bulk barrier.
+	q := &d.q
 	q.Vhost, q.Name = vhost, name
 	q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has = int64(m), int64(r), int64(u), has
 	return true, d.fn(q)
 }
 
 // fastCount parses the non-negative integer at b[i:] for fastQueue, returning the index after
-// it, or -1 unless a non-digit follows within b. At most 18 digits always fit int64; longer
-// numbers, like a leading zero before a digit, are left to readCount and its errors.
+// it, or -1. It needs 20 bytes at i, so that the digit loop needs no end checks: up to 18
+// digits and the byte after them (at most 18 digits always fit int64). Longer numbers, like a
+// leading zero before a digit, are left to readCount and its errors.
 func fastCount(b []byte, i int) (uint64, int) {
-	if i >= len(b) {
+	if i < 0 || len(b)-i < 20 {
 		return 0, -1
 	}
-	n := uint64(b[i] - '0')
+	w := b[i : i+20]
+	n := uint64(w[0] - '0')
 	if n > 9 {
 		return 0, -1
 	}
-	j := i + 1
+	j := 1
 	if n != 0 {
-		for ; j < len(b); j++ {
-			c := b[j] - '0'
+		for ; j < 19; j++ {
+			c := w[j] - '0'
 			if c > 9 {
 				break
 			}
 			n = n*10 + uint64(c)
 		}
 	}
-	if j >= len(b) || j-i > 18 || b[j]-'0' <= 9 {
+	if j > 18 || w[j]-'0' <= 9 {
 		return 0, -1
 	}
-	return n, j
+	return n, i + j
 }
 
 // queueObject decodes one queue object after its '{' and hands it to fn.
