@@ -149,6 +149,12 @@ func startWebDriver(ctx context.Context, t *testing.T) *webDriver {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	// Not t.TempDir: its cleanup could run while Chromium still writes the
+	// profile. This one is removed after the browser is gone, with retries.
+	profile, err := os.MkdirTemp("", "rqe-chromium-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if wd.session != "" {
 			req, err := http.NewRequest(http.MethodDelete, wd.base+"/session/"+wd.session, nil)
@@ -165,6 +171,13 @@ func startWebDriver(ctx context.Context, t *testing.T) *webDriver {
 		case <-time.After(10 * time.Second):
 			t.Errorf("chromedriver did not exit")
 		}
+		for i := 0; i < 50; i++ {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
 	})
 
 	waitForCtx(ctx, t, "chromedriver to be ready", func() bool {
@@ -201,7 +214,7 @@ func startWebDriver(ctx context.Context, t *testing.T) *webDriver {
 						"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
 						"--no-first-run", "--disable-background-networking",
 						"--disable-component-update", "--disable-sync",
-						"--user-data-dir=" + t.TempDir(), "--window-size=1280,900",
+						"--user-data-dir=" + profile, "--window-size=1280,900",
 					},
 				},
 			},
