@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"strconv"
-	"sync"
 )
 
 // Count presence bits, matching management.Has*.
@@ -137,6 +136,13 @@ func (s *QueueSet) grow(need int) *block {
 	return b
 }
 
+func (s *QueueSet) curUsed() int {
+	if s.cur == nil {
+		return 0
+	}
+	return s.cur.used
+}
+
 // Len is the number of queues recorded.
 func (s *QueueSet) Len() int { return s.n }
 
@@ -153,25 +159,15 @@ func (s *QueueSet) Samples() int { return s.perFamily[0] + s.perFamily[1] + s.pe
 // so bufio passes chunks straight through instead of copying them again.
 const writeChunk = 512 << 10
 
-// chunkPool recycles WriteTo's buffers: every scrape needs one, and concurrent
-// scrapes of one shared listing each need their own.
-var chunkPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, writeChunk+4096) // room for the line that crosses writeChunk
-	return &b
-}}
-
 // WriteTo writes the three families, each contiguous with HELP and TYPE once.
 // Integer gauge lines are identical in the text format and OpenMetrics, so one
 // writer serves both; the OpenMetrics `# EOF` line is the caller's to append
 // after all families of the response.
 func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 	var written int64
-	pooled := chunkPool.Get().(*[]byte)
-	out := (*pooled)[:0]
-	defer func() {
-		*pooled = out[:0]
-		chunkPool.Put(pooled)
-	}()
+	// One buffer per call (concurrent scrapes of a shared listing each need
+	// their own); small listings get a small one.
+	out := make([]byte, 0, min(writeChunk, 3*(s.sealed+s.curUsed())+4096)+4096)
 	flush := func() error {
 		n, err := w.Write(out)
 		written += int64(n)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
@@ -16,24 +15,11 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 )
 
-// Every answer needs a 64 KiB buffer, and a gzip compressor of about 1 MiB
-// when the scraper asks for compression (Prometheus does by default). Reusing
-// them spares the GC several MB per second on a busy exporter.
-var (
-	bufPool  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
-	gzipPool = sync.Pool{New: func() any {
-		// BestSpeed: a 100k-queue answer is tens of MB; fast compression keeps
-		// the scrape quick while still shrinking it about tenfold.
-		gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-		return gz
-	}}
-)
-
 // writeMetrics answers with the gathered families followed by the queue
 // families, in the format the scraper negotiated (text or OpenMetrics).
 // Gather errors are logged and the rest is still served, like promhttp's
 // ContinueOnError, so one broken collector does not hide the others.
-func writeMetrics(w http.ResponseWriter, r *http.Request, logger *slog.Logger, g prometheus.Gatherer, queues *collector.QueueSet) {
+func (h *Handler) writeMetrics(w http.ResponseWriter, r *http.Request, logger *slog.Logger, g prometheus.Gatherer, queues *collector.QueueSet) {
 	mfs, err := g.Gather()
 	if err != nil {
 		logger.Error("gathering metrics", "err", err)
@@ -47,21 +33,29 @@ func writeMetrics(w http.ResponseWriter, r *http.Request, logger *slog.Logger, g
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		header.Set("Content-Encoding", "gzip")
 		header.Add("Vary", "Accept-Encoding")
-		gz = gzipPool.Get().(*gzip.Writer)
+		gz, _ = h.gzipPool.Get().(*gzip.Writer)
+		if gz == nil {
+			// BestSpeed: a 100k-queue answer is tens of MB; fast compression
+			// keeps the scrape quick while still shrinking it about tenfold.
+			gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		}
 		gz.Reset(w)
 		out = gz
 	}
-	bw := bufPool.Get().(*bufio.Writer)
+	bw, _ := h.bufPool.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(nil, 64<<10)
+	}
 	bw.Reset(out)
 	defer func() {
 		// Write errors mean the scraper went away; there is no one to tell.
 		bw.Flush()
 		bw.Reset(nil) // do not keep the response alive from the pool
-		bufPool.Put(bw)
+		h.bufPool.Put(bw)
 		if gz != nil {
 			gz.Close()
 			gz.Reset(io.Discard)
-			gzipPool.Put(gz)
+			h.gzipPool.Put(gz)
 		}
 	}()
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,10 @@ type Handler struct {
 	ConfigFile     string // named in 403 answers, so the operator knows where to allow a target
 
 	modules atomic.Pointer[Modules]
+	// Every answer needs a 64 KiB buffer, and a gzip compressor of about 1 MiB
+	// when the scraper asks for compression (Prometheus does by default);
+	// reusing them spares the GC several MB per second on a busy exporter.
+	bufPool, gzipPool sync.Pool
 }
 
 // SetModules installs a configuration generation; probes already running keep theirs.
@@ -104,7 +109,7 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 		writeDebug(w, logger, &debugLog, registry, queues, module)
 		return
 	}
-	writeMetrics(w, r, logger, registry, queues)
+	h.writeMetrics(w, r, logger, registry, queues)
 }
 
 // moduleFor picks the credentials for a probe and checks that the operator
@@ -136,7 +141,7 @@ func (h *Handler) moduleFor(name string, target config.Target) (*Module, int, er
 func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	gatherers := prometheus.Gatherers{h.Exporter}
 	if !h.MetricsQueues {
-		writeMetrics(w, r, h.Logger, gatherers, nil)
+		h.writeMetrics(w, r, h.Logger, gatherers, nil)
 		return
 	}
 	timeout, err := scrapeTimeout(r.Header.Get(scrapeTimeoutHeader), h.TimeoutOffset, h.DefaultTimeout)
@@ -148,7 +153,7 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	registry := prometheus.NewRegistry()
 	queues, _ := h.Prober.ProbeQueues(ctx, h.DefaultTarget, h.Modules().Env, registry, h.Logger.With("target", h.DefaultTarget.String()))
-	writeMetrics(w, r, h.Logger, append(gatherers, registry), queues)
+	h.writeMetrics(w, r, h.Logger, append(gatherers, registry), queues)
 }
 
 // scrapeTimeout honours Prometheus' timeout header minus offset, like
