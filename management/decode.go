@@ -379,22 +379,12 @@ func (d *decoder) pagedObject() error {
 			} else if err := d.skipValue(c); err != nil {
 				return err
 			}
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in object"); err != nil {
-					return err
-				}
+			var done bool
+			if c, done, err = d.nextElement('}', "in object", "object value"); err != nil {
+				return err
 			}
-			if c == '}' {
+			if done {
 				break
-			}
-			if c != ',' {
-				return d.syntaxErr("invalid character %s after object value", quoteByte(c))
-			}
-			d.pos++
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in object"); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -458,24 +448,14 @@ func (d *decoder) queueArray() error {
 				return err
 			}
 		}
-		if c = d.tok(); c <= ' ' {
-			if c, err = d.nonWSSlow("in queue array"); err != nil {
-				return err
-			}
+		var done bool
+		if c, done, err = d.nextElement(']', "in queue array", "array element"); err != nil {
+			return err
 		}
-		if c == ']' {
+		if done {
 			d.pos++
 			d.depth--
 			return nil
-		}
-		if c != ',' {
-			return d.syntaxErr("invalid character %s after array element", quoteByte(c))
-		}
-		d.pos++
-		if c = d.tok(); c <= ' ' {
-			if c, err = d.nonWSSlow("in queue array"); err != nil {
-				return err
-			}
 		}
 	}
 }
@@ -634,22 +614,12 @@ func (d *decoder) queueObject() error {
 			if err != nil {
 				return err
 			}
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in queue object"); err != nil {
-					return err
-				}
+			var done bool
+			if c, done, err = d.nextElement('}', "in queue object", "object value"); err != nil {
+				return err
 			}
-			if c == '}' {
+			if done {
 				break
-			}
-			if c != ',' {
-				return d.syntaxErr("invalid character %s after object value", quoteByte(c))
-			}
-			d.pos++
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in queue object"); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -1015,22 +985,12 @@ func (d *decoder) skipObject() error {
 			if err := d.skipValue(c); err != nil {
 				return err
 			}
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in object"); err != nil {
-					return err
-				}
+			var done bool
+			if c, done, err = d.nextElement('}', "in object", "object value"); err != nil {
+				return err
 			}
-			if c == '}' {
+			if done {
 				break
-			}
-			if c != ',' {
-				return d.syntaxErr("invalid character %s after object value", quoteByte(c))
-			}
-			d.pos++
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in object"); err != nil {
-					return err
-				}
 			}
 		}
 	}
@@ -1052,28 +1012,42 @@ func (d *decoder) skipArray() error {
 			if err := d.skipValue(c); err != nil {
 				return err
 			}
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in array"); err != nil {
-					return err
-				}
+			var done bool
+			if c, done, err = d.nextElement(']', "in array", "array element"); err != nil {
+				return err
 			}
-			if c == ']' {
+			if done {
 				break
-			}
-			if c != ',' {
-				return d.syntaxErr("invalid character %s after array element", quoteByte(c))
-			}
-			d.pos++
-			if c = d.tok(); c <= ' ' {
-				if c, err = d.nonWSSlow("in array"); err != nil {
-					return err
-				}
 			}
 		}
 	}
 	d.pos++
 	d.depth--
 	return nil
+}
+
+// nextElement reads what follows an object member or array element: the
+// closing byte ends the container (done, not consumed), a comma is consumed
+// and the next element's first byte returned.
+func (d *decoder) nextElement(closing byte, where, what string) (c byte, done bool, err error) {
+	if c = d.tok(); c <= ' ' {
+		if c, err = d.nonWSSlow(where); err != nil {
+			return 0, false, err
+		}
+	}
+	if c == closing {
+		return c, true, nil
+	}
+	if c != ',' {
+		return 0, false, d.syntaxErr("invalid character %s after "+what, quoteByte(c))
+	}
+	d.pos++
+	if c = d.tok(); c <= ' ' {
+		if c, err = d.nonWSSlow(where); err != nil {
+			return 0, false, err
+		}
+	}
+	return c, false, nil
 }
 
 // skipString validates a string after its opening quote without keeping it.
