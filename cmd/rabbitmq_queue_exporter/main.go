@@ -228,7 +228,11 @@ func loadModules(s *settings, target config.Target, userAgent string) (*prober.M
 	if env.TLS, err = s.tls.Build("--rabbitmq.tls."); err != nil {
 		return nil, err
 	}
-	env.Config = config.ModuleConfig{TLSConfig: s.tls, Targets: []string{target.HostPort(), s.allowedTargets},
+	shownTargets := []string{regexp.QuoteMeta(target.HostPort())}
+	if s.allowedTargets != "" {
+		shownTargets = append(shownTargets, s.allowedTargets)
+	}
+	env.Config = config.ModuleConfig{TLSConfig: s.tls, Targets: shownTargets,
 		IncludeVhosts: s.includeVhosts, ExcludeVhosts: s.excludeVhosts, IncludeQueues: s.includeQueues, ExcludeQueues: s.excludeQueues}
 
 	mods := &prober.Modules{Env: prober.NewModule(env, s.maxBody, userAgent), ByName: map[string]*prober.Module{}}

@@ -517,33 +517,16 @@ func (b Broker) QueueCounts(t testing.TB, vhost, queue string) Counts {
 // counts. The broker refreshes queue stats only every ~5 s, so allow at least 10 s.
 func (b Broker) WaitForCounts(t testing.TB, vhost, queue string, messages, ready, unacked int64, timeout time.Duration) {
 	t.Helper()
-	last := "no answer yet"
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		code, data, err := b.do(ctx, http.MethodGet, queuePath(vhost, queue), nil)
-		cancel()
-		switch {
-		case err != nil:
-			last = err.Error()
-		case code != http.StatusOK:
-			last = fmt.Sprintf("HTTP %d: %s", code, snippet(data))
-		default:
-			var c Counts
-			if err := json.Unmarshal(data, &c); err != nil {
-				last = "bad JSON: " + err.Error()
-				break
-			}
-			if c.equal(messages, ready, unacked) {
-				return
-			}
-			last = c.String()
+	last := b.poll(queuePath(vhost, queue), timeout, func(data []byte) (bool, string) {
+		var c Counts
+		if err := json.Unmarshal(data, &c); err != nil {
+			return false, "bad JSON: " + err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testbed: queue %q in vhost %q: want messages=%d ready=%d unacked=%d within %v, last seen %s",
-				queue, vhost, messages, ready, unacked, timeout, last)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return c.equal(messages, ready, unacked), c.String()
+	})
+	if last != "" {
+		t.Fatalf("testbed: queue %q in vhost %q: want messages=%d ready=%d unacked=%d within %v, last seen %s",
+			queue, vhost, messages, ready, unacked, timeout, last)
 	}
 }
 
@@ -551,7 +534,28 @@ func (b Broker) WaitForCounts(t testing.TB, vhost, queue string, messages, ready
 // until queue appears in it.
 func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout time.Duration) {
 	t.Helper()
-	path := "/api/queues/" + url.PathEscape(vhost) + "?columns=name"
+	last := b.poll("/api/queues/"+url.PathEscape(vhost)+"?columns=name", timeout, func(data []byte) (bool, string) {
+		var qs []struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(data, &qs); err != nil {
+			return false, "bad JSON: " + err.Error()
+		}
+		for _, q := range qs {
+			if q.Name == queue {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d other queues listed", len(qs))
+	})
+	if last != "" {
+		t.Fatalf("testbed: queue %q not listed in vhost %q within %v: %s", queue, vhost, timeout, last)
+	}
+}
+
+// poll GETs path every 250 ms until check accepts a 200 answer or timeout
+// passes. It returns "" on success, else what was seen last.
+func (b Broker) poll(path string, timeout time.Duration, check func(data []byte) (done bool, seen string)) string {
 	last := "no answer yet"
 	deadline := time.Now().Add(timeout)
 	for {
@@ -564,22 +568,14 @@ func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout ti
 		case code != http.StatusOK:
 			last = fmt.Sprintf("HTTP %d: %s", code, snippet(data))
 		default:
-			var qs []struct {
-				Name string `json:"name"`
+			done, seen := check(data)
+			if done {
+				return ""
 			}
-			if err := json.Unmarshal(data, &qs); err != nil {
-				last = "bad JSON: " + err.Error()
-				break
-			}
-			for _, q := range qs {
-				if q.Name == queue {
-					return
-				}
-			}
-			last = fmt.Sprintf("%d other queues listed", len(qs))
+			last = seen
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testbed: queue %q not listed in vhost %q within %v: %s", queue, vhost, timeout, last)
+			return last
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
