@@ -11,7 +11,7 @@ import (
 func TestEscapeEveryPosition(t *testing.T) {
 	ref := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	for n := 0; n <= 40; n++ {
-		plain := []byte(strings.Repeat("a.-_/Z9ü", 6)[:n])
+		plain := []byte(strings.Repeat("a.-_/Z9x", 6)[:n])
 		if got := string(appendEscaped(nil, plain)); got != string(plain) {
 			t.Fatalf("clean %q escaped to %q", plain, got)
 		}
@@ -34,33 +34,54 @@ func TestEscapeEveryPosition(t *testing.T) {
 	}
 }
 
+// TestInvalidUTF8BecomesReplacement checks that each byte outside valid UTF-8
+// becomes U+FFFD, as encoding/json decodes it, and valid text stays as it is.
+func TestInvalidUTF8BecomesReplacement(t *testing.T) {
+	for in, want := range map[string]string{
+		"ü名":              "ü名",
+		"a\xffb":          "a\uFFFDb",
+		"\xe5\x90":        "\uFFFD\uFFFD", // a cut 3-byte sequence: one per byte
+		"\xc3\x28\"":      "\uFFFD(\\\"",
+		"ok\xed\xa0\x80!": "ok\uFFFD\uFFFD\uFFFD!", // an encoded surrogate is invalid
+	} {
+		if got := string(appendEscaped(nil, []byte(in))); got != want {
+			t.Errorf("%q escaped to %q, want %q", in, got, want)
+		}
+	}
+}
+
 // TestBlocksKeepEveryQueue fills many blocks, including a queue whose labels
 // exceed a whole block, and compares WriteTo with a line-by-line rendering.
 func TestBlocksKeepEveryQueue(t *testing.T) {
-	s := NewQueueSet("h")
-	var want [3]strings.Builder
+	s := NewQueueSet("h", 0)
+	var want [NumFields]strings.Builder
 	for i := range 5000 {
-		name := strings.Repeat("q", i%300) + `"` + strings.Repeat("x", i%7)
+		name := strings.Repeat("q", i%300) + `"` + strings.Repeat("x", i%7) + strconv.Itoa(i)
 		if i == 2500 {
 			name = strings.Repeat("long", maxBlockBytes/3)
 		}
 		vhost := []string{"/", "prod", `v\h`}[i%3]
-		has := uint8(i % 8)
-		vals := [3]int64{int64(i), int64(i * 1000003), int64(i % 3)}
-		s.Add([]byte(vhost), []byte(name), vals[0], vals[1], vals[2], has)
-		for f := range Families {
-			if has&Families[f].bit != 0 {
-				want[f].WriteString(Families[f].Name + `{host="h",name="` + string(appendEscaped(nil, []byte(name))) + `",vhost="` + string(appendEscaped(nil, []byte(vhost))) + `"} ` + strconv.FormatInt(vals[f], 10) + "\n")
+		has := Presence(i % 8)
+		vals := Counts{int64(i), int64(i * 1000003), int64(i % 3)}
+		if err := s.Add([]byte(vhost), []byte(name), &vals, has); err != nil {
+			t.Fatal(err)
+		}
+		for f, field := range Fields() {
+			if has.Has(f) {
+				want[f].WriteString(field.Metric + `{host="h",name="` + string(appendEscaped(nil, []byte(name))) + `",vhost="` + string(appendEscaped(nil, []byte(vhost))) + `"} ` + strconv.FormatInt(vals[f], 10) + "\n")
 			}
 		}
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
 	}
 	var b strings.Builder
 	if _, err := s.WriteTo(&b); err != nil {
 		t.Fatal(err)
 	}
 	var all strings.Builder
-	for f := range Families {
-		all.WriteString(string(appendHeader(nil, Families[f])))
+	for f, field := range Fields() {
+		all.WriteString(string(appendHeader(nil, &field)))
 		all.WriteString(want[f].String())
 	}
 	if b.String() != all.String() {
@@ -69,8 +90,8 @@ func TestBlocksKeepEveryQueue(t *testing.T) {
 	if len(s.blocks) < 10 {
 		t.Fatalf("only %d blocks; the test should span many", len(s.blocks))
 	}
-	if s.Len() != 5000 || s.Samples() != strings.Count(all.String(), "\n")-6 {
-		t.Fatalf("Len %d Samples %d", s.Len(), s.Samples())
+	if s.Len() != 5000 || s.Duplicates() != 0 {
+		t.Fatalf("Len %d Duplicates %d", s.Len(), s.Duplicates())
 	}
 }
 
@@ -78,13 +99,17 @@ func TestBlocksKeepEveryQueue(t *testing.T) {
 // very end of a block, where a short size estimate would cut a label off.
 func TestBlockExactlyFull(t *testing.T) {
 	for pad := 0; pad < 40; pad++ {
-		s := NewQueueSet("h")
-		s.Add([]byte("/"), []byte(strings.Repeat("q", pad)), 1, 1, 0, hasAll)
+		s := NewQueueSet("h", 0)
+		if err := s.Add([]byte("/"), []byte(strings.Repeat("q", pad)), &Counts{1, 1, 0}, AllPresent); err != nil {
+			t.Fatal(err)
+		}
 		left := len(s.cur.labels) - s.cur.used
 		// A name of k quotes and the vhost `"` escape to the room left or, for
 		// odd room, one byte more: the largest queue that must not fit.
 		k := (left - len(`name="",vhost=""} `) - 1) / 2
-		s.Add([]byte(`"`), []byte(strings.Repeat(`"`, k)), 2, 2, 0, hasAll)
+		if err := s.Add([]byte(`"`), []byte(strings.Repeat(`"`, k)), &Counts{2, 2, 0}, AllPresent); err != nil {
+			t.Fatal(err)
+		}
 		var b strings.Builder
 		if _, err := s.WriteTo(&b); err != nil {
 			t.Fatal(err)

@@ -3,37 +3,17 @@
 // A listing of 100k queues is 300k samples. Building prometheus.Metric values
 // and sorting them in a registry costs seconds and hundreds of MB at that size,
 // so QueueSet keeps each queue once, with its labels already escaped, and writes
-// the three families straight out in the negotiated format.
+// the per-queue families straight out in the negotiated format.
 package collector
 
 import (
-	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
 	"io"
-	"slices"
 	"strconv"
+	"strings"
 )
-
-// Count presence bits, matching management.Has*.
-const (
-	HasMessages uint8 = 1 << iota
-	HasMessagesReady
-	HasMessagesUnacknowledged
-	hasAll = HasMessages | HasMessagesReady | HasMessagesUnacknowledged
-)
-
-// Family describes one per-queue metric family.
-type Family struct {
-	Name string
-	Help string
-	bit  uint8
-}
-
-// Families are the per-queue gauges, in the order they are written.
-var Families = [3]Family{
-	{"rabbitmq_individual_queue_messages", "Messages in the queue (ready plus unacknowledged), as reported by the management API.", HasMessages},
-	{"rabbitmq_individual_queue_messages_ready", "Messages in the queue ready to be delivered to consumers.", HasMessagesReady},
-	{"rabbitmq_individual_queue_messages_unacknowledged", "Messages in the queue delivered to consumers but not yet acknowledged.", HasMessagesUnacknowledged},
-}
 
 // maxBlockBytes is the most label storage allocated at a time. Fixed-size
 // blocks instead of one growing slice: a 100k-queue listing would otherwise
@@ -43,59 +23,84 @@ var Families = [3]Family{
 const (
 	minBlockBytes = 4 << 10
 	maxBlockBytes = 64 << 10
+	// Entries per block stay below 1<<entryBits (labels take at least
+	// len(`name="",vhost=""} `) bytes each), so a (block, entry) pair fits the
+	// index's 32-bit reference.
+	entryBits  = 12
+	maxEntries = 1<<entryBits - 1
+	minLabels  = len(open) + len(mid) + len(end)
 )
+
+// Each queue's labels are stored as `name="…",vhost="…"} `, closing brace and
+// space included, so the writer copies one run per sample.
+const open, mid, end = `name="`, `",vhost="`, `"} `
 
 type queueEntry struct {
 	labelsEnd uint32 // end offset of this queue's escaped labels in its block
-	has       uint8
-	values    [3]int64
+	has       Presence
+	values    Counts
 }
 
 // block holds the escaped labels of consecutive queues and their entries.
 // Both slices are allocated at full length up front and filled up to used and
-// n: Add then only stores integers into the block, never slice headers, which
-// would cost a GC write barrier per queue while a collection runs.
+// n: adding then only stores integers into the block, never slice headers,
+// which would cost a GC write barrier per queue while a collection runs.
 type block struct {
 	labels  []byte // `name="…",vhost="…"} ` of each queue, back to back
 	used    int
 	entries []queueEntry
+	hashes  []uint32 // of each entry's labels, for Finish's duplicate search
 	n       int
 }
+
+// ErrTooLarge is returned once a QueueSet would need more memory than its limit.
+var ErrTooLarge = errors.New("queue listing needs more memory than the configured maximum")
 
 // QueueSet is the compact result of one listing. It is immutable once the
 // listing completed, so concurrent scrapes sharing one broker request may all
 // write it out.
+//
+// Every queue is kept once: a second queue with the same vhost and name (after
+// invalid UTF-8 became U+FFFD) would be a duplicate series, which Prometheus
+// rejects, so it is dropped and counted (Duplicates).
 type QueueSet struct {
 	hostLabel []byte // `{host="…",`
 	blocks    []*block
 	cur       *block // the last block, being filled
 	sealed    int    // label bytes in the blocks before cur
 	n         int
-	missing   int
-	perFamily [3]int // samples of each family, so WriteTo and Samples need no scans
+	complete  int // queues with every count present
+	perFamily [NumFields]int
+
+	index    labelIndex
+	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
+	scratch  []byte
+	dups     int
+	firstDup string
+
+	limit, allocated int64 // bytes; limit 0 is unlimited
 }
 
-// NewQueueSet starts an empty set for the broker whose hostname is host.
-func NewQueueSet(host string) *QueueSet {
-	s := &QueueSet{}
+// NewQueueSet starts an empty set for the broker whose hostname is host. It
+// allocates at most maxBytes for queues (0: no limit); beyond that Add and
+// Set fail with ErrTooLarge, so a hostile listing cannot make memory grow
+// faster than the body limit that bounds it.
+func NewQueueSet(host string, maxBytes int64) *QueueSet {
+	s := &QueueSet{limit: maxBytes}
 	s.hostLabel = append(s.hostLabel, `{host="`...)
 	s.hostLabel = appendEscaped(s.hostLabel, []byte(host))
 	s.hostLabel = append(s.hostLabel, `",`...)
+	s.index.seed = maphash.MakeSeed()
 	return s
 }
 
-// Add records one queue. vhost and name are copied; has tells which of
-// messages, ready and unacked are present (absent counts get no sample).
-func (s *QueueSet) Add(vhost, name []byte, messages, ready, unacked int64, has uint8) {
-	// The closing brace and space are stored too: WriteTo then copies one run per sample.
-	const open, mid, end = `name="`, `",vhost="`, `"} `
-	// Escaping at most doubles a value, so this much room is always enough.
-	need := 2*(len(vhost)+len(name)) + len(open) + len(mid) + len(end)
-	b := s.cur
-	if b == nil || len(b.labels)-b.used < need || b.n == len(b.entries) {
-		b = s.grow(need)
-	}
-	dst := b.labels[b.used : b.used+need]
+// labelsRoom is the room escaping vhost and name may take: escaping doubles a
+// byte at most, and an invalid UTF-8 byte becomes the 3-byte U+FFFD.
+func labelsRoom(vhost, name []byte) int { return 3*(len(vhost)+len(name)) + minLabels }
+
+// putLabels writes the stored label form of vhost and name to dst, which has
+// labelsRoom bytes, and returns its length.
+func putLabels(dst, vhost, name []byte) int {
 	// Fixed-size array stores instead of copy: no memmove call for 3 to 9 bytes.
 	*(*[len(open)]byte)(dst) = [len(open)]byte([]byte(open))
 	n := len(open)
@@ -104,21 +109,231 @@ func (s *QueueSet) Add(vhost, name []byte, messages, ready, unacked int64, has u
 	n += len(mid)
 	n += escapeInto(dst[n:], vhost)
 	*(*[len(end)]byte)(dst[n:]) = [len(end)]byte([]byte(end))
-	b.used += n + len(end)
-	has &= hasAll
-	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has, values: [3]int64{messages, ready, unacked}}
+	return n + len(end)
+}
+
+// Add records one queue with all its counts (row by row, as the management
+// listing gives them). vhost and name are copied; has tells which counts are
+// present. Of queues with the same labels only the first is kept; Finish
+// drops and counts the others.
+func (s *QueueSet) Add(vhost, name []byte, counts *Counts, has Presence) error {
+	need := labelsRoom(vhost, name)
+	b := s.cur
+	if b == nil || len(b.labels)-b.used < need || b.n == len(b.entries) {
+		var err error
+		if b, err = s.grow(need); err != nil {
+			return err
+		}
+	}
+	n := putLabels(b.labels[b.used:b.used+need], vhost, name)
+	return s.append(b, n, has&AllPresent, counts)
+}
+
+// append commits the entry whose n label bytes were just written at b.used.
+// Once the index exists (Set), it keeps it current and drops a duplicate at
+// once; before that, Finish finds duplicates in one pass, which costs a
+// fraction of maintaining a growing index queue by queue.
+func (s *QueueSet) append(b *block, n int, has Presence, counts *Counts) error {
+	if s.index.slots != nil {
+		labels := b.labels[b.used : b.used+n]
+		if _, found := s.index.lookup(s, labels); found {
+			s.countDuplicate(labels)
+			return nil
+		}
+		if err := s.index.add(s, labels, s.ref(b)); err != nil {
+			return err
+		}
+	}
+	// Hashed here, while the labels just written are in the cache.
+	b.hashes[b.n] = uint32(maphash.Bytes(s.index.seed, b.labels[b.used:b.used+n]))
+	b.used += n
+	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has, values: *counts}
 	b.n++
 	s.n++
-	if has != hasAll {
-		s.missing++
+	s.count(has, 1)
+	return nil
+}
+
+// count adds sign times the queue's presence to the per-family totals.
+func (s *QueueSet) count(has Presence, sign int) {
+	if has == AllPresent {
+		s.complete += sign
 	}
-	s.perFamily[0] += int(has & HasMessages)
-	s.perFamily[1] += int(has&HasMessagesReady) >> 1
-	s.perFamily[2] += int(has&HasMessagesUnacknowledged) >> 2
+	for i := range NumFields {
+		s.perFamily[i] += sign * (int(has>>i) & 1)
+	}
+}
+
+func (s *QueueSet) countDuplicate(labels []byte) {
+	s.dups++
+	if s.firstDup == "" {
+		s.firstDup = strings.TrimSuffix(string(labels), "} ")
+	}
+}
+
+// Set records one count of one queue (column by column, as the plugin's
+// families give them), creating the queue on its first count. It reports
+// whether the queue already had that count, in which case the first value
+// is kept.
+func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err error) {
+	need := labelsRoom(vhost, name)
+	if cap(s.scratch) < need {
+		s.scratch = make([]byte, need)
+	}
+	labels := s.scratch[:putLabels(s.scratch[:need], vhost, name)]
+	// Families list queues in the same order, so after the first family the
+	// next queue is usually the one after the last match: one compare instead
+	// of a hash lookup. The first family appends at the end, where the cursor
+	// finds nothing; duplicates among those are left to Finish.
+	e, found := s.entryAt(s.cursor)
+	atEnd := !found && s.index.slots == nil
+	if !atEnd && (!found || e.has&dropped != 0 || string(s.labelsOf(s.cursor)) != string(labels)) {
+		if s.index.slots == nil {
+			if err := s.buildIndex(); err != nil {
+				return false, err
+			}
+		}
+		var ref uint32
+		if ref, found = s.index.lookup(s, labels); found {
+			e, _ = s.entryAt(ref)
+			s.cursor = ref
+		}
+	}
+	if !found {
+		b := s.cur
+		if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
+			if b, err = s.grow(len(labels)); err != nil {
+				return false, err
+			}
+		}
+		s.cursor = s.ref(b)
+		copy(b.labels[b.used:], labels)
+		if err := s.append(b, len(labels), 0, &Counts{}); err != nil {
+			return false, err
+		}
+		e, _ = s.entryAt(s.cursor)
+	}
+	s.cursor = s.next(s.cursor)
+	if e.has.Has(field) {
+		return true, nil
+	}
+	s.count(e.has, -1)
+	e.values[field] = v
+	e.has |= Bit(field)
+	s.count(e.has, 1)
+	return false, nil
+}
+
+// Merge adds every queue of o (another member's part of the same listing)
+// after those of s; Finish keeps the first of equal queues.
+func (s *QueueSet) Merge(o *QueueSet) error {
+	for _, ob := range o.blocks {
+		start := uint32(0)
+		for ei := range ob.entries[:ob.n] {
+			e := &ob.entries[ei]
+			labels := ob.labels[start:e.labelsEnd]
+			start = e.labelsEnd
+			if e.has&dropped != 0 {
+				continue
+			}
+			b := s.cur
+			if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
+				var err error
+				if b, err = s.grow(len(labels)); err != nil {
+					return err
+				}
+			}
+			copy(b.labels[b.used:], labels)
+			if err := s.append(b, len(labels), e.has, &e.values); err != nil {
+				return err
+			}
+		}
+	}
+	s.dups += o.dups
+	if s.firstDup == "" {
+		s.firstDup = o.firstDup
+	}
+	return nil
+}
+
+// Finish drops the duplicates Add let through, keeping the first of each; call
+// it once the listing is complete and before sharing the set.
+func (s *QueueSet) Finish() error {
+	if s.index.slots != nil {
+		return nil // Set's index already turned duplicates away
+	}
+	s.dedupe()
+	return nil
+}
+
+// dropped marks an entry Finish found to repeat an earlier one's labels.
+const dropped Presence = 1 << 7
+
+var _ = [7 - NumFields]struct{}{} // Presence has room for the counts and dropped
+
+// buildIndex indexes every entry, sized once for all of them, and drops
+// those whose labels an earlier entry has. Set needs it only when a queue
+// is not where the cursor expects it.
+func (s *QueueSet) buildIndex() error {
+	if err := s.index.init(s, s.n); err != nil {
+		return err
+	}
+	for bi, b := range s.blocks {
+		start := uint32(0)
+		for ei := range b.entries[:b.n] {
+			e := &b.entries[ei]
+			labels := b.labels[start:e.labelsEnd]
+			start = e.labelsEnd
+			if _, found := s.index.lookup(s, labels); found {
+				s.countDuplicate(labels)
+				s.count(e.has, -1)
+				s.n--
+				e.has = dropped
+				continue
+			}
+			if err := s.index.add(s, labels, uint32(bi)<<entryBits|uint32(ei)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ref is the index reference of the entry about to be appended to b (the last block).
+func (s *QueueSet) ref(b *block) uint32 {
+	return uint32(len(s.blocks)-1)<<entryBits | uint32(b.n)
+}
+
+func (s *QueueSet) entryAt(ref uint32) (*queueEntry, bool) {
+	bi, ei := int(ref>>entryBits), int(ref&maxEntries)
+	if bi >= len(s.blocks) || ei >= s.blocks[bi].n {
+		return nil, false
+	}
+	return &s.blocks[bi].entries[ei], true
+}
+
+// labelsOf returns the stored labels of an existing entry.
+func (s *QueueSet) labelsOf(ref uint32) []byte {
+	b := s.blocks[ref>>entryBits]
+	ei := int(ref & maxEntries)
+	start := uint32(0)
+	if ei > 0 {
+		start = b.entries[ei-1].labelsEnd
+	}
+	return b.labels[start:b.entries[ei].labelsEnd]
+}
+
+// next is the reference after ref in insertion order (possibly not yet existing).
+func (s *QueueSet) next(ref uint32) uint32 {
+	bi, ei := int(ref>>entryBits), int(ref&maxEntries)
+	if ei+1 < s.blocks[bi].n || bi == len(s.blocks)-1 {
+		return ref + 1
+	}
+	return uint32(bi+1) << entryBits
 }
 
 // grow starts a new block with room for at least need label bytes.
-func (s *QueueSet) grow(need int) *block {
+func (s *QueueSet) grow(need int) (*block, error) {
 	size := minBlockBytes
 	if s.cur != nil {
 		size = min(2*len(s.cur.labels), maxBlockBytes)
@@ -128,12 +343,30 @@ func (s *QueueSet) grow(need int) *block {
 	// labels and entries of a block run out at about the same time.
 	entries := size / 64
 	if s.n > 0 {
-		entries = size/max(s.sealed/s.n, 1) + 16
+		entries = size/max(s.sealed/s.n, minLabels) + 16
 	}
-	b := &block{labels: make([]byte, max(size, need)), entries: make([]queueEntry, entries)}
+	entries = min(entries, maxEntries)
+	size = max(size, need)
+	if len(s.blocks) >= 1<<(32-entryBits) {
+		return nil, ErrTooLarge
+	}
+	if err := s.charge(int64(size) + int64(entries)*int64(entrySize+4)); err != nil {
+		return nil, err
+	}
+	b := &block{labels: make([]byte, size), entries: make([]queueEntry, entries), hashes: make([]uint32, entries)}
 	s.blocks = append(s.blocks, b)
 	s.cur = b
-	return b
+	return b, nil
+}
+
+const entrySize = 8 + 8*NumFields // labelsEnd, has and padding, values
+
+func (s *QueueSet) charge(n int64) error {
+	s.allocated += n
+	if s.limit > 0 && s.allocated > s.limit {
+		return fmt.Errorf("%w (%d bytes)", ErrTooLarge, s.limit)
+	}
+	return nil
 }
 
 func (s *QueueSet) curUsed() int {
@@ -146,11 +379,16 @@ func (s *QueueSet) curUsed() int {
 // Len is the number of queues recorded.
 func (s *QueueSet) Len() int { return s.n }
 
-// MissingCounts is the number of queues lacking at least one of the three counts.
-func (s *QueueSet) MissingCounts() int { return s.missing }
+// MissingCounts is the number of queues lacking at least one count.
+func (s *QueueSet) MissingCounts() int { return s.n - s.complete }
 
-// Samples is the number of samples WriteTo emits.
-func (s *QueueSet) Samples() int { return s.perFamily[0] + s.perFamily[1] + s.perFamily[2] }
+// Duplicates is the number of queues dropped because the set already had a
+// queue with the same labels.
+func (s *QueueSet) Duplicates() int { return s.dups }
+
+// FirstDuplicate names the first dropped duplicate as `name="…",vhost="…"`
+// (escaped), for a log line; "" when there was none.
+func (s *QueueSet) FirstDuplicate() string { return s.firstDup }
 
 // writeChunk is how much WriteTo assembles before handing it on. Each chunk
 // costs net/http a chunk header and two write syscalls, each waking the
@@ -159,10 +397,10 @@ func (s *QueueSet) Samples() int { return s.perFamily[0] + s.perFamily[1] + s.pe
 // so bufio passes chunks straight through instead of copying them again.
 const writeChunk = 512 << 10
 
-// WriteTo writes the three families, each contiguous with HELP and TYPE once.
-// Integer gauge lines are identical in the text format and OpenMetrics, so one
-// writer serves both; the OpenMetrics `# EOF` line is the caller's to append
-// after all families of the response.
+// WriteTo writes the per-queue families, each contiguous with HELP and TYPE
+// once. Integer gauge lines are identical in the text format and OpenMetrics,
+// so one writer serves both; the OpenMetrics `# EOF` line is the caller's to
+// append after all families of the response.
 func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 	var written int64
 	// One buffer per call (concurrent scrapes of a shared listing each need
@@ -175,17 +413,18 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var prefix []byte
-	for i, f := range Families {
+	for i, f := range fields {
 		if s.perFamily[i] == 0 {
 			continue
 		}
-		out = appendHeader(out, f)
+		out = appendHeader(out, &f)
 		// `name{host="…",` is the same on every line of the family.
-		prefix = append(append(prefix[:0], f.Name...), s.hostLabel...)
+		prefix = append(append(prefix[:0], f.Metric...), s.hostLabel...)
+		bit := Bit(i)
 		for _, b := range s.blocks {
 			start := uint32(0)
 			for _, e := range b.entries[:b.n] {
-				if e.has&f.bit != 0 {
+				if e.has&bit != 0 {
 					out = append(out, prefix...)
 					out = append(out, b.labels[start:e.labelsEnd]...)
 					out = appendInt(out, e.values[i])
@@ -222,80 +461,13 @@ func appendInt(b []byte, v int64) []byte {
 
 // appendHeader writes HELP then TYPE, which both the text format and
 // OpenMetrics accept; the HELP texts are constant and need no escaping.
-func appendHeader(b []byte, f Family) []byte {
+func appendHeader(b []byte, f *Field) []byte {
 	b = append(b, "# HELP "...)
-	b = append(b, f.Name...)
+	b = append(b, f.Metric...)
 	b = append(b, ' ')
 	b = append(b, f.Help...)
 	b = append(b, "\n# TYPE "...)
-	b = append(b, f.Name...)
+	b = append(b, f.Metric...)
 	b = append(b, " gauge\n"...)
 	return b
-}
-
-// appendEscaped appends v escaped as a label value (see escapeInto).
-func appendEscaped(b, v []byte) []byte {
-	n := len(b)
-	b = slices.Grow(b, 2*len(v))[:n+2*len(v)]
-	return b[:n+escapeInto(b[n:], v)]
-}
-
-// escapeInto writes v escaped as both exposition formats require (backslash,
-// double quote and line feed) to dst, which must hold 2*len(v) bytes, and
-// returns the bytes written. Everything else is valid UTF-8 as is (the decoder
-// already replaced invalid bytes with U+FFFD).
-func escapeInto(dst, v []byte) int {
-	// Queue and vhost names almost never contain the three bytes: check the
-	// whole value a word at a time and copy it in one go.
-	if !mayNeedEscape(v) {
-		return copy(dst, v)
-	}
-	n := 0
-	for _, c := range v {
-		switch c {
-		case '\\', '"':
-			dst[n], dst[n+1] = '\\', c
-			n += 2
-		case '\n':
-			dst[n], dst[n+1] = '\\', 'n'
-			n += 2
-		default:
-			dst[n] = c
-			n++
-		}
-	}
-	return n
-}
-
-// mayNeedEscape is false when v certainly holds no backslash, double quote or
-// line feed. It reads v as 64-bit words (the last one overlapping, short
-// values packed into one) and flags bytes below '#' (which covers '"', '\n'
-// and a few rare ones such as space) or equal to '\\': two word tests where an
-// exact check needs three, and a false alarm only costs the byte-wise path.
-func mayNeedEscape(v []byte) bool {
-	n := len(v)
-	switch {
-	case n >= 8:
-		for i := 0; i+8 <= n; i += 8 {
-			if wordMayNeedEscape(binary.LittleEndian.Uint64(v[i:])) {
-				return true
-			}
-		}
-		return wordMayNeedEscape(binary.LittleEndian.Uint64(v[n-8:]))
-	case n >= 4:
-		return wordMayNeedEscape(uint64(binary.LittleEndian.Uint32(v)) | uint64(binary.LittleEndian.Uint32(v[n-4:]))<<32)
-	case n > 0:
-		// Bytes 3-7 are 'a', which never alarms.
-		return wordMayNeedEscape(uint64(v[0]) | uint64(v[n/2])<<8 | uint64(v[n-1])<<16 | 0x6161616161000000)
-	}
-	return false
-}
-
-// wordMayNeedEscape applies the classic SWAR tests "some byte < '#'" and
-// "some byte == '\\'" (zero byte in x XOR backslashes) to the 8 bytes of x.
-// Bytes >= 0x80 never alarm; borrows may flag bytes above a real hit only.
-func wordMayNeedEscape(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	y := x ^ ('\\' * ones)
-	return ((x-'#'*ones)&^x|(y-ones)&^y)&highs != 0
 }

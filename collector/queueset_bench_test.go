@@ -23,9 +23,9 @@ type benchQueues struct {
 }
 
 type benchQueue struct {
-	vhostEnd, nameEnd       int // name is arena[vhostEnd:nameEnd], vhost precedes it
-	messages, ready, unacks int64
-	has                     uint8
+	vhostEnd, nameEnd int // name is arena[vhostEnd:nameEnd], vhost precedes it
+	counts            Counts
+	has               Presence
 }
 
 func newBenchQueues(n int) *benchQueues {
@@ -38,7 +38,7 @@ func newBenchQueues(n int) *benchQueues {
 		bq.arena = append(bq.arena, fakeapi.QueueName(i)...)
 		q.nameEnd = len(bq.arena)
 		if o.HasCounts(i) {
-			q.messages, q.ready, q.unacks = fakeapi.Counts(i)
+			q.counts[0], q.counts[1], q.counts[2] = fakeapi.Counts(i)
 			q.has = hasAll
 		}
 	}
@@ -50,8 +50,13 @@ func (bq *benchQueues) addTo(s *QueueSet) {
 	start := 0
 	for i := range bq.queues {
 		q := &bq.queues[i]
-		s.Add(bq.arena[start:q.vhostEnd], bq.arena[q.vhostEnd:q.nameEnd], q.messages, q.ready, q.unacks, q.has)
+		if err := s.Add(bq.arena[start:q.vhostEnd], bq.arena[q.vhostEnd:q.nameEnd], &q.counts, q.has); err != nil {
+			panic(err)
+		}
 		start = q.nameEnd
+	}
+	if err := s.Finish(); err != nil {
+		panic(err)
 	}
 }
 
@@ -72,7 +77,7 @@ func BenchmarkQueueSet(b *testing.B) {
 			cpu0 := benchutil.CPUTime()
 			for b.Loop() {
 				out.n = 0
-				s := NewQueueSet("rabbit-1.example.com")
+				s := NewQueueSet("rabbit-1.example.com", 0)
 				bq.addTo(s)
 				if _, err := s.WriteTo(bw); err != nil {
 					b.Fatal(err)
@@ -90,7 +95,7 @@ func BenchmarkQueueSet(b *testing.B) {
 // which is what every extra concurrent scrape of a shared listing costs.
 func BenchmarkQueueSetWriteTo(b *testing.B) {
 	for _, n := range benchSizes {
-		s := NewQueueSet("rabbit-1.example.com")
+		s := NewQueueSet("rabbit-1.example.com", 0)
 		newBenchQueues(n).addTo(s)
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
 			b.ReportAllocs()
@@ -114,7 +119,7 @@ func BenchmarkQueueSetWriteTo(b *testing.B) {
 // idiomatic way an exporter without QueueSet would do it.
 type constCollector struct {
 	host   string
-	descs  [3]*prometheus.Desc
+	descs  [NumFields]*prometheus.Desc
 	queues []benchQueue
 	vhost  []string // label strings made once, as a collector holding strings would
 	name   []string
@@ -128,10 +133,9 @@ func (c *constCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *constCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range c.queues {
-		vals := [3]int64{q.messages, q.ready, q.unacks}
-		for f, fam := range Families {
-			if q.has&fam.bit != 0 {
-				ch <- prometheus.MustNewConstMetric(c.descs[f], prometheus.GaugeValue, float64(vals[f]), c.host, c.vhost[i], c.name[i])
+		for f := range NumFields {
+			if q.has.Has(f) {
+				ch <- prometheus.MustNewConstMetric(c.descs[f], prometheus.GaugeValue, float64(q.counts[f]), c.host, c.vhost[i], c.name[i])
 			}
 		}
 	}
@@ -148,8 +152,8 @@ func BenchmarkClientGolang(b *testing.B) {
 			c.vhost[i], c.name[i] = string(bq.arena[start:q.vhostEnd]), string(bq.arena[q.vhostEnd:q.nameEnd])
 			start = q.nameEnd
 		}
-		for f, fam := range Families {
-			c.descs[f] = prometheus.NewDesc(fam.Name, fam.Help, []string{"host", "vhost", "name"}, nil)
+		for f, fam := range Fields() {
+			c.descs[f] = prometheus.NewDesc(fam.Metric, fam.Help, []string{"host", "vhost", "name"}, nil)
 		}
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
 			b.ReportAllocs()

@@ -16,8 +16,12 @@ import (
 type testQueue struct {
 	vhost, name             string
 	messages, ready, unacks int64
-	has                     uint8
+	has                     Presence
 }
+
+func (q testQueue) counts() *Counts { return &Counts{q.messages, q.ready, q.unacks} }
+
+const hasAll = AllPresent
 
 func parse(t *testing.T, text []byte) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -49,16 +53,15 @@ func sampleMap(mfs map[string]*dto.MetricFamily) map[string]float64 {
 func reference(t *testing.T, host string, qs []testQueue) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	var vecs [3]*prometheus.GaugeVec
-	for i, f := range Families {
-		vecs[i] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.Name, Help: f.Help}, []string{"host", "vhost", "name"})
+	var vecs [NumFields]*prometheus.GaugeVec
+	for i, f := range Fields() {
+		vecs[i] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.Metric, Help: f.Help}, []string{"host", "vhost", "name"})
 		reg.MustRegister(vecs[i])
 	}
 	for _, q := range qs {
-		vals := [3]int64{q.messages, q.ready, q.unacks}
-		for i, f := range Families {
-			if q.has&f.bit != 0 {
-				vecs[i].WithLabelValues(host, q.vhost, q.name).Set(float64(vals[i]))
+		for i := range NumFields {
+			if q.has.Has(i) {
+				vecs[i].WithLabelValues(host, q.vhost, q.name).Set(float64(q.counts()[i]))
 			}
 		}
 	}
@@ -75,9 +78,14 @@ func reference(t *testing.T, host string, qs []testQueue) map[string]float64 {
 
 func render(t *testing.T, host string, qs []testQueue) []byte {
 	t.Helper()
-	s := NewQueueSet(host)
+	s := NewQueueSet(host, 0)
 	for _, q := range qs {
-		s.Add([]byte(q.vhost), []byte(q.name), q.messages, q.ready, q.unacks, q.has)
+		if err := s.Add([]byte(q.vhost), []byte(q.name), q.counts(), q.has); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	n, err := s.WriteTo(&buf)
@@ -102,7 +110,7 @@ func TestQueueSetMatchesRegistry(t *testing.T) {
 		}},
 		{name: "absent counts get no sample", host: "h", missing: 2, queues: []testQueue{
 			{"/", "stream", 0, 0, 0, 0},
-			{"/", "partial", 5, 0, 0, HasMessages},
+			{"/", "partial", 5, 0, 0, Bit(0)},
 			{"/", "full", 1, 1, 0, hasAll},
 		}},
 		{name: "escaping", host: `h"o\st`, queues: []testQueue{
@@ -124,12 +132,17 @@ func TestQueueSetMatchesRegistry(t *testing.T) {
 					t.Errorf("sample %q = %v (present %v), want %v", k, g, ok, v)
 				}
 			}
-			s := NewQueueSet(tc.host)
+			s := NewQueueSet(tc.host, 0)
 			for _, q := range tc.queues {
-				s.Add([]byte(q.vhost), []byte(q.name), q.messages, q.ready, q.unacks, q.has)
+				if err := s.Add([]byte(q.vhost), []byte(q.name), q.counts(), q.has); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if s.MissingCounts() != tc.missing || s.Len() != len(tc.queues) || s.Samples() != len(want) {
-				t.Errorf("MissingCounts=%d Len=%d Samples=%d, want %d %d %d", s.MissingCounts(), s.Len(), s.Samples(), tc.missing, len(tc.queues), len(want))
+			if err := s.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			if s.MissingCounts() != tc.missing || s.Len() != len(tc.queues) || s.Duplicates() != 0 {
+				t.Errorf("MissingCounts=%d Len=%d Duplicates=%d, want %d %d 0", s.MissingCounts(), s.Len(), s.Duplicates(), tc.missing, len(tc.queues))
 			}
 		})
 	}
@@ -189,13 +202,21 @@ func FuzzEscaping(f *testing.F) {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, vhost, name string) {
-		if !model.LabelValue(vhost).IsValid() || !model.LabelValue(name).IsValid() {
-			t.Skip("the decoder only yields valid UTF-8")
-		}
 		out := render(t, "h", []testQueue{{vhost, name, 7, 7, 0, hasAll}})
 		got := sampleMap(parse(t, out))
+		// Invalid UTF-8 comes out as U+FFFD per bad byte, as encoding/json decodes it.
+		vhost, name = validUTF8(vhost), validUTF8(name)
 		if got["rabbitmq_individual_queue_messages|h|"+vhost+"|"+name] != 7 || len(got) != 3 {
 			t.Fatalf("round trip failed for %q %q:\n%s", vhost, name, out)
 		}
 	})
+}
+
+// validUTF8 replaces each byte that is not part of valid UTF-8 with U+FFFD.
+func validUTF8(s string) string {
+	var b strings.Builder
+	for _, r := range s { // range yields RuneError for each invalid byte
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -11,21 +11,16 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
-)
 
-// Count presence bits in Queue.Has.
-const (
-	HasMessages uint8 = 1 << iota
-	HasMessagesReady
-	HasMessagesUnacknowledged
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 )
 
 // Queue is one element of the listing. Vhost and Name alias the decoder's buffers and are valid only
-// during the callback; counts are meaningful only where the matching Has bit is set.
+// during the callback; Counts (indexed like collector.Fields) are meaningful only where Has says so.
 type Queue struct {
-	Vhost, Name                                     []byte
-	Messages, MessagesReady, MessagesUnacknowledged int64
-	Has                                             uint8
+	Vhost, Name []byte
+	Counts      collector.Counts
+	Has         collector.Presence
 }
 
 // DecodeLimits bounds the work and memory spent on one listing.
@@ -470,12 +465,12 @@ const (
 )
 
 var countFields = [...]struct {
-	name string
-	bit  uint8
+	name  string
+	index int
 }{
-	fieldMessages: {"messages", HasMessages},
-	fieldReady:    {"messages_ready", HasMessagesReady},
-	fieldUnacked:  {"messages_unacknowledged", HasMessagesUnacknowledged},
+	fieldMessages: {"messages", 0},
+	fieldReady:    {"messages_ready", 1},
+	fieldUnacked:  {"messages_unacknowledged", 2},
 }
 
 // fastQueue decodes the queue object after its '{' when the whole object is in the window and
@@ -492,7 +487,7 @@ func (d *decoder) fastQueue() (bool, error) {
 	}
 	i := 0
 	var m, r, u uint64
-	var has uint8
+	var has collector.Presence
 	// Literal keys are compared in pieces of at most 16 bytes, which the compiler does inline
 	// with word loads; longer constants would call memequal.
 	if len(b) > 11 && string(b[:11]) == `"messages":` {
@@ -506,7 +501,7 @@ func (d *decoder) fastQueue() (bool, error) {
 		if u, k = fastCount(b, j+27); k < 0 || len(b) <= k || b[k] != ',' {
 			return false, nil
 		}
-		i, has = k+1, HasMessages|HasMessagesReady|HasMessagesUnacknowledged
+		i, has = k+1, collector.AllPresent
 	}
 	if len(b)-i < 8 || string(b[i:i+8]) != `"name":"` {
 		return false, nil
@@ -528,7 +523,7 @@ func (d *decoder) fastQueue() (bool, error) {
 	d.pos += i + 2
 	q := &d.q
 	q.Vhost, q.Name = vhost, name
-	q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has = int64(m), int64(r), int64(u), has
+	q.Counts, q.Has = collector.Counts{int64(m), int64(r), int64(u)}, has
 	return true, d.fn(q)
 }
 
@@ -688,21 +683,13 @@ func (d *decoder) queueKey() (int, error) {
 func (d *decoder) readCount(c byte, field int) error {
 	f := &countFields[field]
 	q := &d.q
-	var dst *int64
-	switch field {
-	case fieldMessages:
-		dst = &q.Messages
-	case fieldReady:
-		dst = &q.MessagesReady
-	default:
-		dst = &q.MessagesUnacknowledged
-	}
+	dst := &q.Counts[f.index]
 	if c == 'n' {
 		// null after an earlier value wins, as with encoding/json into a pointer.
 		if err := d.literal("null"); err != nil {
 			return err
 		}
-		q.Has &^= f.bit
+		q.Has &^= collector.Bit(f.index)
 		*dst = 0
 		return nil
 	}
@@ -751,7 +738,7 @@ func (d *decoder) readCount(c byte, field int) error {
 		}
 	}
 	*dst = int64(n)
-	q.Has |= f.bit
+	q.Has |= collector.Bit(f.index)
 	return nil
 }
 

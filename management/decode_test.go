@@ -13,19 +13,28 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 )
 
 // testQueue is a comparable copy of Queue (whose byte slices die with the callback).
 type testQueue struct {
 	Vhost, Name                                     string
 	Messages, MessagesReady, MessagesUnacknowledged int64
-	Has                                             uint8
+	Has                                             collector.Presence
 }
+
+// Presence bits of the three counts, in collector.Fields order.
+var (
+	HasMessages               = collector.Bit(0)
+	HasMessagesReady          = collector.Bit(1)
+	HasMessagesUnacknowledged = collector.Bit(2)
+)
 
 func decodeAll(r io.Reader, lim DecodeLimits) ([]testQueue, error) {
 	var out []testQueue
 	err := DecodeQueues(r, lim, func(q *Queue) error {
-		out = append(out, testQueue{string(q.Vhost), string(q.Name), q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has})
+		out = append(out, testQueue{string(q.Vhost), string(q.Name), q.Counts[0], q.Counts[1], q.Counts[2], q.Has})
 		return nil
 	})
 	return out, err
@@ -122,7 +131,7 @@ func refQueue(raw []byte) (testQueue, error) {
 		}
 		v = bytes.TrimSpace(v)
 		var dst *int64
-		var bit uint8
+		var bit collector.Presence
 		switch k.(string) {
 		case "name", "vhost":
 			var s *string
@@ -192,7 +201,7 @@ func structDecode(t *testing.T, data []byte) []testQueue {
 		for _, c := range []struct {
 			p   *int64
 			dst *int64
-			bit uint8
+			bit collector.Presence
 		}{{r.Messages, &q.Messages, HasMessages}, {r.MessagesReady, &q.MessagesReady, HasMessagesReady}, {r.MessagesUnacknowledged, &q.MessagesUnacknowledged, HasMessagesUnacknowledged}} {
 			if c.p != nil {
 				*c.dst, q.Has = *c.p, q.Has|c.bit

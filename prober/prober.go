@@ -91,20 +91,19 @@ func (p *Prober) list(ctx context.Context, target config.Target, module *Module)
 			reqCtx, cancel = context.WithCancel(reqCtx)
 		}
 		defer cancel()
-		qs := collector.NewQueueSet(target.Hostname)
+		qs := collector.NewQueueSet(target.Hostname, module.Client.MaxBodyBytes)
 		filter := &module.Filter
 		all := filter.Empty()
 		err := module.Client.ListQueues(reqCtx, target, module.Credentials, func(q *management.Queue) error {
 			if !all && !filter.Keep(q.Vhost, q.Name) {
 				return nil
 			}
-			qs.Add(q.Vhost, q.Name, q.Messages, q.MessagesReady, q.MessagesUnacknowledged, q.Has)
-			return nil
+			return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
 		})
 		if err != nil {
 			return nil, err
 		}
-		return qs, nil
+		return qs, qs.Finish()
 	})
 	select {
 	case res := <-ch:
