@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Default management API ports, as RabbitMQ ships them.
@@ -74,6 +76,9 @@ func ParseTarget(s string) (Target, error) {
 	if t.Hostname == "" {
 		return Target{}, fmt.Errorf("target %q has no host", s)
 	}
+	if t.Hostname, err = canonicalHost(t.Hostname); err != nil {
+		return Target{}, err
+	}
 	if p := u.Port(); p != "" {
 		port, err := strconv.Atoi(p)
 		if err != nil || port < 1 || port > 65535 {
@@ -98,6 +103,29 @@ func ParseTarget(s string) (Target, error) {
 		return Target{}, fmt.Errorf("target is longer than %d bytes once escaped", maxTargetLength)
 	}
 	return t, nil
+}
+
+// canonicalHost returns host as the HTTP transport will dial it, so that
+// allow-lists judge the address that is actually dialled: Go maps a
+// non-ASCII host through IDNA (U+3002 "。" becomes "."), so the same
+// mapping is applied here first; ASCII is lower-cased (DNS ignores case, and
+// allow-list patterns are written in lower case).
+func canonicalHost(host string) (string, error) {
+	ascii := true
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		mapped, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return "", fmt.Errorf("target host %q is not a valid international domain name", host)
+		}
+		host = mapped
+	}
+	return strings.ToLower(host), nil
 }
 
 // HostPort is the target's `host:port` with the default port filled in; this is

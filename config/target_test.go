@@ -17,7 +17,13 @@ func TestParseTarget(t *testing.T) {
 		{in: "rabbit.example:8080", base: "http://rabbit.example:8080", hostPort: "rabbit.example:8080", hostname: "rabbit.example"},
 		{in: "http://rabbit", base: "http://rabbit:15672", hostPort: "rabbit:15672", hostname: "rabbit"},
 		{in: "https://rabbit", base: "https://rabbit:15671", hostPort: "rabbit:15671", hostname: "rabbit"},
-		{in: "HTTPS://Rabbit:443/", base: "https://Rabbit:443", hostPort: "Rabbit:443", hostname: "Rabbit"},
+		{in: "HTTPS://Rabbit:443/", base: "https://rabbit:443", hostPort: "rabbit:443", hostname: "rabbit"},
+		// Go's transport maps non-ASCII hosts through IDNA before dialling; the
+		// allow-list must judge that same name.
+		{in: "127\u30020\u30020\u30021:15672", base: "http://127.0.0.1:15672", hostPort: "127.0.0.1:15672", hostname: "127.0.0.1"},
+		{in: "http://localhost\uff0e:1", base: "http://localhost.:1", hostPort: "localhost.:1", hostname: "localhost."},
+		{in: "https://b\u00fccher.example", base: "https://xn--bcher-kva.example:15671", hostPort: "xn--bcher-kva.example:15671", hostname: "xn--bcher-kva.example"},
+		{in: "\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34", base: "http://localhost:15672", hostPort: "localhost:15672", hostname: "localhost"},
 		{in: "https://proxy.example/rabbitmq/", base: "https://proxy.example:15671/rabbitmq", hostPort: "proxy.example:15671", hostname: "proxy.example"},
 		{in: "http://proxy/a%20b/mgmt", base: "http://proxy:15672/a%20b/mgmt", hostPort: "proxy:15672", hostname: "proxy"},
 		{in: "[::1]:15673", base: "http://[::1]:15673", hostPort: "[::1]:15673", hostname: "::1"},

@@ -3,18 +3,15 @@ package management
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 )
@@ -28,44 +25,11 @@ const QueuesQuery = "columns=name,vhost,messages,messages_ready,messages_unackno
 // DefaultMaxBodyBytes bounds one listing (about 2M queues in the lean form).
 const DefaultMaxBodyBytes = 512 << 20
 
-const maxRedirects = 3
-
 // Client lists queues over the management HTTP API.
 type Client struct {
-	HTTP         *http.Client
+	HTTP         *http.Client // from the module: TLS, proxy, connection limits, user agent
 	MaxBodyBytes int64
 	Limits       DecodeLimits
-	UserAgent    string
-}
-
-// NewHTTPClient returns an http.Client for management API requests. It never
-// follows a redirect to another scheme, host or port, since that would send the
-// credentials somewhere the operator did not allow.
-func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
-	transport := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsConfig,
-		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-		// Compression would trade broker CPU for bandwidth; the listing is
-		// cheap to send uncompressed and we want to stay light on the broker.
-		DisableCompression: true,
-		ForceAttemptHTTP2:  false,
-	}
-	return &http.Client{
-		Transport: transport,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= maxRedirects {
-				return fmt.Errorf("stopped after %d redirects", maxRedirects)
-			}
-			first := via[0].URL
-			if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
-				return fmt.Errorf("refusing redirect to %s://%s: credentials stay with the configured target", req.URL.Scheme, req.URL.Host)
-			}
-			return nil
-		},
-	}
 }
 
 // StatusError is a non-200 answer from the management API.
@@ -95,24 +59,11 @@ var ErrBodyTooLarge = errors.New("response body exceeds the configured maximum")
 // ListQueues requests the queue listing of t and calls fn for each queue as it
 // is decoded. The whole exchange ends when ctx does.
 func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Credentials, fn func(*Queue) error) error {
-	endpoint := t.BaseURL() + "/api/queues?" + QueuesQuery
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQuery)
 	if err != nil {
-		return fmt.Errorf("building request for %s: %w", t, err)
-	}
-	req.SetBasicAuth(cred.Username, string(cred.Password))
-	req.Header.Set("Accept", "application/json")
-	if c.UserAgent != "" {
-		req.Header.Set("User-Agent", c.UserAgent)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return transportError(ctx, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body, secretForms(cred)...)}
-	}
 	max := c.MaxBodyBytes
 	if max <= 0 {
 		max = DefaultMaxBodyBytes
@@ -130,6 +81,28 @@ func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Cr
 	return nil
 }
 
+// get sends an authenticated GET for path (with query) below t's API root
+// and returns the response if it is 200. The caller has checked that cred may
+// be sent to t; the client's dialer holds it to that.
+func (c *Client) get(ctx context.Context, t config.Target, cred config.Credentials, path string) (*http.Response, error) {
+	ctx = config.WithApprovedTarget(ctx, t)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.BaseURL()+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building request for %s: %w", t, err)
+	}
+	req.SetBasicAuth(cred.Username, string(cred.Password))
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, transportError(ctx, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body, secretForms(cred)...)}
+	}
+	return resp, nil
+}
+
 // transportError strips url.Error's repetition of the request URL (it is in the
 // log line already) and names timeouts plainly.
 func transportError(ctx context.Context, err error) error {
@@ -143,12 +116,15 @@ func transportError(ctx context.Context, err error) error {
 	return fmt.Errorf("request failed: %w", err)
 }
 
+// deadlineError explains why ctx ended; a shared request is ended with a
+// cause that says whose deadline it was.
 func deadlineError(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if cause != nil && cause != err && cause != context.Canceled {
+		return cause
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errors.New("timed out before the listing completed (scrape timeout reached)")
-	}
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("cancelled: %w", cause)
 	}
 	return errors.New("cancelled before the listing completed")
 }

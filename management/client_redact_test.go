@@ -41,7 +41,7 @@ func TestErrorReasonHidesEchoedCredentials(t *testing.T) {
 			defer srv.Close()
 			u, _ := url.Parse(srv.URL)
 			port, _ := strconv.Atoi(u.Port())
-			c := &Client{HTTP: NewHTTPClient(nil)}
+			c := &Client{HTTP: &http.Client{}}
 			err := c.ListQueues(context.Background(), config.Target{Scheme: "http", Hostname: "127.0.0.1", Port: port},
 				config.Credentials{Username: user, Password: password}, func(*Queue) error { return nil })
 			if err == nil {

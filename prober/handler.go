@@ -8,9 +8,10 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,59 +24,58 @@ const (
 	maxQueryBytes       = 4096
 )
 
+// probeParams are the query parameters /probe understands. Any other is an
+// error: a misspelt `targt=` must not silently probe RABBITMQ_HOST.
+var probeParams = []string{"target", "auth_module", "debug"}
+
 // Handler serves /probe and /metrics.
 type Handler struct {
 	Logger         *slog.Logger
 	Prober         *Prober
-	DefaultTarget  config.Target
+	Config         *config.SafeConfig
 	TimeoutOffset  time.Duration // subtracted from the scraper's timeout to leave time to answer
 	DefaultTimeout time.Duration // when the scraper sends no timeout header
+	MaxTimeout     time.Duration // cap on any probe's timeout, whatever the header says (0: none)
 	Exporter       prometheus.Gatherer
-	MetricsQueues  bool   // include DefaultTarget's queues in /metrics
-	ConfigFile     string // named in 403 answers, so the operator knows where to allow a target
+	MetricsQueues  bool // include RABBITMQ_HOST's queues in /metrics
+	// MaxRequests limits concurrent scrapes per endpoint (/probe, /metrics);
+	// more wait for a slot until their deadline. 0: no limit.
+	MaxRequests int
+	// WriteTimeout bounds writing one answer, so a scraper that stops reading
+	// releases the memory its answer holds. 0: no limit.
+	WriteTimeout time.Duration
 
-	modules atomic.Pointer[Modules]
+	slotsOnce                sync.Once
+	probeSlots, metricsSlots chan struct{}
 	// Every answer needs a 64 KiB buffer, and a gzip compressor of about 1 MiB
 	// when the scraper asks for compression (Prometheus does by default);
 	// reusing them spares the GC several MB per second on a busy exporter.
 	bufPool, gzipPool sync.Pool
 }
 
-// SetModules installs a configuration generation; probes already running keep theirs.
-func (h *Handler) SetModules(m *Modules) { h.modules.Store(m) }
-
-// Modules returns the configuration generation in use.
-func (h *Handler) Modules() *Modules { return h.modules.Load() }
-
 // Probe serves /probe?target=…&auth_module=…: a fresh registry per request, one broker.
 func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if len(r.URL.RawQuery) > maxQueryBytes {
-		http.Error(w, fmt.Sprintf("query string is longer than %d bytes", maxQueryBytes), http.StatusRequestURITooLong)
-		return
-	}
-	// URL.Query drops malformed pairs silently, which would probe RABBITMQ_HOST
-	// (or use the env credentials) when the target or auth_module was mistyped.
-	params, err := url.ParseQuery(r.URL.RawQuery)
+	params, status, err := probeQuery(r.URL.RawQuery)
 	if err != nil {
-		http.Error(w, "invalid query string: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, err.Error(), status)
 		return
 	}
-	target := h.DefaultTarget
+	gen := h.Config.Acquire()
+	defer gen.Release()
+	target := gen.Target
 	if raw := params.Get("target"); raw != "" {
-		t, err := config.ParseTarget(raw)
-		if err != nil {
+		if target, err = config.ParseTarget(raw); err != nil {
 			http.Error(w, "invalid target: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		target = t
 	}
-	timeout, err := scrapeTimeout(r.Header.Get(scrapeTimeoutHeader), h.TimeoutOffset, h.DefaultTimeout)
+	timeout, err := h.timeout(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	module, status, err := h.moduleFor(params.Get("auth_module"), target)
+	module, status, err := moduleFor(gen, params.Get("auth_module"), target)
 	if err != nil {
 		http.Error(w, err.Error(), status)
 		return
@@ -85,6 +85,11 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if !h.acquire(ctx, h.slots(true)) {
+		http.Error(w, fmt.Sprintf("too many concurrent probes (--web.max-requests=%d); none finished within the scrape timeout", h.MaxRequests), http.StatusServiceUnavailable)
+		return
+	}
+	defer h.release(h.slots(true))
 
 	debug := params.Get("debug") == "true"
 	var debugLog bytes.Buffer
@@ -105,6 +110,7 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	}
 	duration.Set(time.Since(start).Seconds())
 	logger.Debug("probe finished", "success", ok, "duration_seconds", time.Since(start).Seconds())
+	h.setWriteDeadline(w)
 	if debug {
 		writeDebug(w, logger, &debugLog, registry, queues, module)
 		return
@@ -112,26 +118,52 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	h.writeMetrics(w, r, logger, registry, queues)
 }
 
+// probeQuery parses /probe's query strictly: malformed pairs, unknown and
+// repeated parameters are errors rather than silently ignored.
+func probeQuery(raw string) (url.Values, int, error) {
+	if len(raw) > maxQueryBytes {
+		return nil, http.StatusRequestURITooLong, fmt.Errorf("query string is longer than %d bytes", maxQueryBytes)
+	}
+	params, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid query string: %v", err)
+	}
+	var unknown []string
+	for k, v := range params {
+		known := false
+		for _, p := range probeParams {
+			known = known || k == p
+		}
+		if !known {
+			unknown = append(unknown, strconv.Quote(truncate(k, 32)))
+			continue
+		}
+		if len(v) > 1 {
+			return nil, http.StatusBadRequest, fmt.Errorf("query parameter %q is given %d times", k, len(v))
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, http.StatusBadRequest, fmt.Errorf("unknown query parameter %s (known: %s)", strings.Join(unknown, ", "), strings.Join(probeParams, ", "))
+	}
+	return params, 0, nil
+}
+
 // moduleFor picks the credentials for a probe and checks that the operator
 // allowed sending them to target. Nothing is sent anywhere before this passes.
-func (h *Handler) moduleFor(name string, target config.Target) (*Module, int, error) {
-	mods := h.Modules()
+func moduleFor(gen *config.Generation, name string, target config.Target) (*config.Module, int, error) {
 	if name == "" {
-		if !mods.Env.Allows(target) {
-			return nil, http.StatusForbidden, fmt.Errorf("target %q (%s) is not allowed for the RABBITMQ_HOST credentials: add a matching pattern to --probe.allowed-targets / RABBITMQ_PROBE_ALLOWED_TARGETS, or use an auth_module", target.String(), target.HostPort())
+		if err := gen.Env.Allows(target); err != nil {
+			return nil, http.StatusForbidden, fmt.Errorf("target not allowed for the RABBITMQ_HOST credentials: %v (allow it there, or use an auth_module)", err)
 		}
-		return mods.Env, 0, nil
+		return gen.Env, 0, nil
 	}
-	m, ok := mods.ByName[name]
+	m, ok := gen.ByName[name]
 	if !ok {
 		return nil, http.StatusBadRequest, fmt.Errorf("unknown auth_module %q", truncate(name, 64))
 	}
-	if !m.Allows(target) {
-		where := "the config file"
-		if h.ConfigFile != "" {
-			where = h.ConfigFile
-		}
-		return nil, http.StatusForbidden, fmt.Errorf("target %q (%s) is not allowed for auth_module %q: add a matching pattern to auth_modules.%s.targets in %s", target.String(), target.HostPort(), name, name, where)
+	if err := m.Allows(target); err != nil {
+		return nil, http.StatusForbidden, fmt.Errorf("target not allowed for auth_module %q: %v", name, err)
 	}
 	return m, 0, nil
 }
@@ -141,23 +173,86 @@ func (h *Handler) moduleFor(name string, target config.Target) (*Module, int, er
 func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	gatherers := prometheus.Gatherers{h.Exporter}
 	if !h.MetricsQueues {
+		h.setWriteDeadline(w)
 		h.writeMetrics(w, r, h.Logger, gatherers, nil)
 		return
 	}
-	timeout, err := scrapeTimeout(r.Header.Get(scrapeTimeoutHeader), h.TimeoutOffset, h.DefaultTimeout)
+	timeout, err := h.timeout(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	gen := h.Config.Acquire()
+	defer gen.Release()
+	if gen.Env.Timeout > 0 && gen.Env.Timeout < timeout {
+		timeout = gen.Env.Timeout
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if !h.acquire(ctx, h.slots(false)) {
+		http.Error(w, fmt.Sprintf("too many concurrent scrapes of /metrics (--web.max-requests=%d)", h.MaxRequests), http.StatusServiceUnavailable)
+		return
+	}
+	defer h.release(h.slots(false))
 	registry := prometheus.NewRegistry()
-	queues, _ := h.Prober.ProbeQueues(ctx, h.DefaultTarget, h.Modules().Env, registry, h.Logger.With("target", h.DefaultTarget.String()))
+	queues, _ := h.Prober.ProbeQueues(ctx, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
+	h.setWriteDeadline(w)
 	h.writeMetrics(w, r, h.Logger, append(gatherers, registry), queues)
 }
 
-// scrapeTimeout honours Prometheus' timeout header minus offset, like
-// blackbox_exporter, so the answer arrives before Prometheus gives up.
+// slots returns the semaphore of /probe or /metrics (nil: no limit). Each
+// endpoint has its own, so that a burst of probes never delays /metrics.
+func (h *Handler) slots(probe bool) chan struct{} {
+	h.slotsOnce.Do(func() {
+		if h.MaxRequests > 0 {
+			h.probeSlots = make(chan struct{}, h.MaxRequests)
+			h.metricsSlots = make(chan struct{}, h.MaxRequests)
+		}
+	})
+	if probe {
+		return h.probeSlots
+	}
+	return h.metricsSlots
+}
+
+// acquire waits for a slot until ctx ends; a scrape that waited too long is
+// refused rather than queued behind others forever.
+func (h *Handler) acquire(ctx context.Context, slots chan struct{}) bool {
+	if slots == nil {
+		return true
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (h *Handler) release(slots chan struct{}) {
+	if slots != nil {
+		<-slots
+	}
+}
+
+func (h *Handler) setWriteDeadline(w http.ResponseWriter) {
+	if h.WriteTimeout > 0 {
+		// Not every ResponseWriter supports deadlines (test recorders); that is fine.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.WriteTimeout))
+	}
+}
+
+// timeout honours Prometheus' timeout header minus the offset, like
+// blackbox_exporter, so the answer arrives before Prometheus gives up; never
+// more than MaxTimeout.
+func (h *Handler) timeout(r *http.Request) (time.Duration, error) {
+	timeout, err := scrapeTimeout(r.Header.Get(scrapeTimeoutHeader), h.TimeoutOffset, h.DefaultTimeout)
+	if h.MaxTimeout > 0 && timeout > h.MaxTimeout {
+		timeout = h.MaxTimeout
+	}
+	return timeout, err
+}
+
 func scrapeTimeout(header string, offset, fallback time.Duration) (time.Duration, error) {
 	if header == "" {
 		return fallback, nil

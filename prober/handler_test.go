@@ -48,36 +48,39 @@ func (b *syncBuffer) String() string {
 
 func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *syncBuffer) {
 	t.Helper()
-	tgt, err := config.ParseTarget(defaultTarget)
+	user, pw := "monitor", testPassword
+	return newHandler(t, config.EnvFlags{Host: defaultTarget, User: &user, Password: &pw, AllowedTargets: `127\.0\.0\.1:\d+`}, "")
+}
+
+// newHandler builds a handler whose configuration comes from flags and, if
+// not empty, a config file with fileYAML, through config.Load as in main.
+func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler, *syncBuffer) {
+	t.Helper()
+	path := ""
+	if fileYAML != "" {
+		path = filepath.Join(t.TempDir(), "config.yml")
+		if err := os.WriteFile(path, []byte(fileYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sc, err := config.NewSafeConfig(func() (*config.Generation, error) {
+		return config.Load(&flags, path, config.BuildOptions{UserAgent: "test"})
+	}, prometheus.NewRegistry(), logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
 	h := &Handler{
-		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Prober:         &Prober{},
-		DefaultTarget:  tgt,
+		Logger:         logger,
+		Prober:         &Prober{MaxTimeout: time.Minute},
+		Config:         sc,
 		TimeoutOffset:  500 * time.Millisecond,
 		DefaultTimeout: 5 * time.Second,
 		Exporter:       prometheus.NewRegistry(),
 		MetricsQueues:  true,
 	}
-	h.SetModules(&Modules{Env: testModule(t, "", "monitor", testPassword, regexp.QuoteMeta(tgt.HostPort()), `127\.0\.0\.1:\d+`), ByName: map[string]*Module{}})
 	return h, logs
-}
-
-func testModule(t *testing.T, name, user, password string, targets ...string) *Module {
-	t.Helper()
-	m := &config.Module{Name: name, Credentials: config.Credentials{Username: user, Password: config.Secret(password)}}
-	for _, p := range targets {
-		re, err := config.CompileAnchored("test", p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Targets = append(m.Targets, re)
-		m.Config.Targets = append(m.Config.Targets, p)
-	}
-	return NewModule(m, 0, "test")
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -326,6 +329,9 @@ func TestProbeBadRequests(t *testing.T) {
 		{"bad timeout header", "target=x", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"soon"}}, 400, "invalid X-Prometheus-Scrape-Timeout-Seconds"},
 		{"negative timeout header", "target=x", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"-3"}}, 400, "want a positive number"},
 		{"oversized query", "target=" + strings.Repeat("a", 5000), nil, 414, "longer than 4096"},
+		{"misspelt parameter", "targt=x", nil, 400, `unknown query parameter "targt" (known: target, auth_module, debug)`},
+		{"two unknown parameters", "target=x&module=a&foo", nil, 400, `unknown query parameter "foo", "module"`},
+		{"repeated target", "target=localhost&target=evil", nil, 400, `query parameter "target" is given 2 times`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,13 +400,13 @@ func TestConcurrentProbesShareOneRequest(t *testing.T) {
 		}
 	}
 
-	// Different credentials never share a result.
-	env := h.Modules().Env
-	otherCfg := *env.Module
-	otherCfg.Credentials.Password = "another"
-	other := &Module{Module: &otherCfg, Client: env.Client}
-	if requestKey(h.DefaultTarget, env) == requestKey(h.DefaultTarget, other) {
-		t.Fatal("request key ignores the password")
+	// Another configuration generation (say, a new password) never shares a result.
+	env, target := h.Config.Current().Env, h.Config.Current().Target
+	if err := h.Config.Reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if requestKey(target, env) == requestKey(target, h.Config.Current().Env) {
+		t.Fatal("request key ignores the module")
 	}
 }
 
@@ -485,16 +491,15 @@ func TestAuthModulesAndAllowLists(t *testing.T) {
 	_, allowedAddr := fakeBroker(t, allowedRec.handler(body))
 	_, strangerAddr := fakeBroker(t, strangerRec.handler(body))
 
-	h, logs := newTestHandler(t, "rabbit.internal")
 	// The env module may go only to the default target in this test.
-	mods := &Modules{
-		Env: testModule(t, "", "monitor", testPassword, `rabbit\.internal:15672`),
-		ByName: map[string]*Module{
-			"prod": testModule(t, "prod", "prod-user", "prod-"+testPassword, regexp.QuoteMeta(allowedAddr)),
-		},
-	}
-	h.SetModules(mods)
-	h.ConfigFile = "/etc/rqe.yml"
+	user, pw := "monitor", testPassword
+	h, logs := newHandler(t, config.EnvFlags{Host: "rabbit.internal", User: &user, Password: &pw}, `
+auth_modules:
+  prod:
+    username: prod-user
+    password: prod-`+testPassword+`
+    targets: ['`+regexp.QuoteMeta(allowedAddr)+`']
+`)
 
 	tests := []struct {
 		name   string
@@ -503,7 +508,7 @@ func TestAuthModulesAndAllowLists(t *testing.T) {
 		body   string
 	}{
 		{"unknown module", "target=" + allowedAddr + "&auth_module=nope", 400, `unknown auth_module "nope"`},
-		{"module not allowed for target", "target=" + strangerAddr + "&auth_module=prod", 403, `is not allowed for auth_module "prod": add a matching pattern to auth_modules.prod.targets in /etc/rqe.yml`},
+		{"module not allowed for target", "target=" + strangerAddr + "&auth_module=prod", 403, `target not allowed for auth_module "prod": http://` + strangerAddr + ` (` + strangerAddr + `) matches no pattern in auth_modules.prod.targets in /`},
 		{"env credentials not allowed for target", "target=" + strangerAddr, 403, "--probe.allowed-targets / RABBITMQ_PROBE_ALLOWED_TARGETS"},
 		{"pattern is anchored", "target=x" + allowedAddr + "&auth_module=prod", 403, "not allowed"},
 		{"allowed", "target=" + allowedAddr + "&auth_module=prod", 200, "rabbitmq_individual_queue_messages_unacknowledged"},
@@ -536,13 +541,7 @@ func TestFiltersApply(t *testing.T) {
 		`{"name":"drop.tmp","vhost":"prod","messages":2,"messages_ready":2,"messages_unacknowledged":0},` +
 		`{"name":"keep.2","vhost":"test","messages":3,"messages_ready":3,"messages_unacknowledged":0}]`)
 	_, addr := fakeBroker(t, serveBody(body))
-	h, _ := newTestHandler(t, addr)
-	env := h.Modules().Env
-	f, err := config.NewFilter("test.", "prod|staging", "", "", `.*\.tmp`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Filter = f
+	h, _ := newHandler(t, config.EnvFlags{Host: addr, IncludeVhosts: "prod|staging", ExcludeQueues: `.*\.tmp`}, "")
 	res := doScrape(t, h.Probe, "", nil)
 	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,prod,keep.1}"] != 1 || res.samples["rabbitmq_queues{127.0.0.1}"] != 1 {
 		t.Fatalf("filter result wrong:\n%s", res.body)

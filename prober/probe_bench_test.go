@@ -6,11 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
@@ -50,23 +47,10 @@ func benchProbe(b *testing.B, n int, accept string) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
-	target, err := config.ParseTarget(u.Host)
-	if err != nil {
-		b.Fatal(err)
-	}
-	allowed, err := config.CompileAnchored("bench", regexp.QuoteMeta(target.HostPort()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := &Handler{
-		Logger:         slog.New(slog.DiscardHandler),
-		Prober:         &Prober{},
-		DefaultTarget:  target,
-		DefaultTimeout: time.Minute,
-		Exporter:       prometheus.NewRegistry(),
-	}
-	env := &config.Module{Credentials: config.Credentials{Username: "monitor", Password: testPassword}, Targets: []*regexp.Regexp{allowed}}
-	h.SetModules(&Modules{Env: NewModule(env, 0, "bench"), ByName: map[string]*Module{}})
+	user, pw := "monitor", testPassword
+	h, _ := newHandler(b, config.EnvFlags{Host: u.Host, User: &user, Password: &pw}, "")
+	h.Logger = slog.New(slog.DiscardHandler)
+	h.DefaultTimeout = time.Minute
 	b.ReportAllocs()
 	b.SetBytes(int64(len(api.Body())))
 	var written int64

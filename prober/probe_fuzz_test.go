@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -32,24 +31,16 @@ func FuzzProbeQuery(f *testing.F) {
 	}))
 	f.Cleanup(broker.Close)
 	host := strings.TrimPrefix(broker.URL, "http://")
-	target, err := config.ParseTarget(host)
-	if err != nil {
-		f.Fatal(err)
-	}
-	allow := regexp.MustCompile("^" + regexp.QuoteMeta(target.HostPort()) + "$")
-	module := func(name string) *Module {
-		return NewModule(&config.Module{Name: name, Credentials: config.Credentials{Username: "u", Password: "fuzz-secret"},
-			Targets: []*regexp.Regexp{allow}, Config: config.ModuleConfig{Targets: []string{allow.String()}}}, 0, "fuzz")
-	}
-	h := &Handler{
-		Logger:         slog.New(slog.DiscardHandler),
-		Prober:         &Prober{},
-		DefaultTarget:  target,
-		TimeoutOffset:  500 * time.Millisecond,
-		DefaultTimeout: 2 * time.Second,
-		Exporter:       prometheus.NewRegistry(),
-	}
-	h.SetModules(&Modules{Env: module(""), ByName: map[string]*Module{"m": module("m")}})
+	user, pw := "u", "fuzz-secret"
+	h, _ := newHandler(f, config.EnvFlags{Host: host, User: &user, Password: &pw}, `
+auth_modules:
+  m:
+    username: u
+    password: fuzz-secret
+    targets: ['`+regexp.QuoteMeta(host)+`']
+`)
+	h.Logger = slog.New(slog.DiscardHandler)
+	h.DefaultTimeout = 2 * time.Second
 
 	for _, s := range [][4]string{
 		{"", "", "", ""},

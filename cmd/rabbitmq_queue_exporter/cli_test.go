@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -55,9 +57,11 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 			t.Errorf("--help lacks --%s", want)
 		}
 	}
-	for _, env := range []string{"$RABBITMQ_HOST", "$RABBITMQ_USER", "$RABBITMQ_PASSWORD", "$RABBITMQ_PASSWORD_FILE", "$RABBITMQ_USER_FILE", "$RABBITMQ_PROBE_ALLOWED_TARGETS"} {
-		if !strings.Contains(out, env) {
-			t.Errorf("--help does not name %s", env)
+	// Every setting config names in its errors is a flag with that variable.
+	for _, names := range config.EnvSettingNames() {
+		flag := strings.TrimPrefix(names[0], "--")
+		if !strings.Contains(out, "--"+flag) && !strings.Contains(out, "--[no-]"+flag) || !strings.Contains(out, "$"+names[1]) {
+			t.Errorf("--help lacks %s with $%s", names[0], names[1])
 		}
 	}
 }
@@ -74,13 +78,25 @@ func TestStartupErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"bad host", []string{"RABBITMQ_HOST=ftp://rabbit"}, nil, `invalid --rabbitmq.host / RABBITMQ_HOST: target scheme "ftp" is not supported`},
+		{"bad host", []string{"RABBITMQ_HOST=ftp://rabbit"}, nil, `--rabbitmq.host / RABBITMQ_HOST: target scheme "ftp" is not supported`},
 		{"password and file", []string{"RABBITMQ_PASSWORD=x", "RABBITMQ_PASSWORD_FILE=" + pw}, nil, "--rabbitmq.password / RABBITMQ_PASSWORD and --rabbitmq.password-file / RABBITMQ_PASSWORD_FILE are both set; set only one"},
 		{"user and file", []string{"RABBITMQ_USER=x", "RABBITMQ_USER_FILE=" + pw}, nil, "RABBITMQ_USER and --rabbitmq.user-file / RABBITMQ_USER_FILE are both set"},
 		{"missing password file", []string{"RABBITMQ_PASSWORD_FILE=" + filepath.Join(dir, "nope")}, nil, "RABBITMQ_PASSWORD_FILE: cannot read"},
 		{"bad allow-list", []string{"RABBITMQ_PROBE_ALLOWED_TARGETS=("}, nil, "RABBITMQ_PROBE_ALLOWED_TARGETS: invalid regular expression"},
 		{"bad config file", nil, []string{"--config.file=" + badCfg}, "field pasword not found"},
 		{"bad flag", nil, []string{"--no-such-flag"}, "unknown long flag"},
+		{"endless password file", []string{"RABBITMQ_PASSWORD_FILE=/dev/zero"}, nil, `--rabbitmq.password-file / RABBITMQ_PASSWORD_FILE: "/dev/zero" is not a regular file`},
+		{"size without unit, garbled", []string{"RABBITMQ_MAX_RESPONSE_BYTES=1000x"}, nil, `--rabbitmq.max-response-bytes / RABBITMQ_MAX_RESPONSE_BYTES: invalid value "1000x": unknown unit "x"`},
+		{"zero size", []string{"RABBITMQ_MAX_RESPONSE_BYTES=0B"}, nil, "RABBITMQ_MAX_RESPONSE_BYTES: invalid value \"0B\": must be larger than 0"},
+		{"negative size", nil, []string{"--rabbitmq.max-response-bytes=-5MiB"}, "--rabbitmq.max-response-bytes / RABBITMQ_MAX_RESPONSE_BYTES: invalid value \"-5MiB\""},
+		{"bool env", []string{"RABBITMQ_METRICS_QUEUES=maybe"}, nil, `--[no-]metrics.queues / RABBITMQ_METRICS_QUEUES: invalid value "maybe": want true or false`},
+		{"tls bool env", []string{"RABBITMQ_TLS_INSECURE_SKIP_VERIFY=yes"}, nil, `--rabbitmq.tls.insecure-skip-verify / RABBITMQ_TLS_INSECURE_SKIP_VERIFY: invalid value "yes"`},
+		{"tls version", []string{"RABBITMQ_TLS_MIN_VERSION=TLS9"}, nil, `--rabbitmq.tls.min-version / RABBITMQ_TLS_MIN_VERSION: invalid value "TLS9": unknown TLS version`},
+		{"source", []string{"RABBITMQ_SOURCE=plugin"}, nil, `--rabbitmq.source / RABBITMQ_SOURCE: unknown source "plugin"`},
+		{"duration", nil, []string{"--probe.default-timeout=soon"}, `--probe.default-timeout: invalid value "soon": want a duration`},
+		{"zero duration", nil, []string{"--probe.default-timeout=0s"}, `--probe.default-timeout: invalid value "0s": must be at least 1ms`},
+		{"negative offset", nil, []string{"--probe.timeout-offset=-1s"}, `--probe.timeout-offset: invalid value "-1s": must not be negative`},
+		{"negative limit", nil, []string{"--web.max-requests=-1"}, `--web.max-requests: invalid value "-1": must be at least 0`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,8 +109,8 @@ func TestStartupErrors(t *testing.T) {
 			}
 		})
 	}
-	out, code := runBinary(t, []string{"RABBITMQ_PASSWORD_FILE=" + pw}, "--config.check")
-	if code != 0 || !strings.Contains(out, "configuration is valid") {
+	out, code := runBinary(t, []string{"RABBITMQ_PASSWORD_FILE=" + pw, "RABBITMQ_MAX_RESPONSE_BYTES=1000", "RABBITMQ_SOURCE=auto"}, "--config.check")
+	if code != 0 || !strings.Contains(out, "configuration is valid") || !strings.Contains(out, "source auto") {
 		t.Fatalf("valid configuration: exit %d %q", code, out)
 	}
 }

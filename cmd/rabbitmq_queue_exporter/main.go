@@ -1,5 +1,5 @@
-// Command rabbitmq_queue_exporter exports per-queue message counts from the
-// RabbitMQ management API, for one broker (/metrics) or many (/probe).
+// Command rabbitmq_queue_exporter exports per-queue message counts of
+// RabbitMQ brokers, for one broker (/metrics) or many (/probe).
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"regexp"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -34,36 +34,23 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// optionalString records whether a flag or its env var was given at all, so an
-// explicit value and a *_FILE variant can be told apart from a default.
-type optionalString struct{ value *string }
-
-func (o *optionalString) Set(v string) error { o.value = &v; return nil }
-func (o *optionalString) String() string {
-	if o.value == nil {
-		return ""
-	}
-	return *o.value
-}
-
-// settings are the parsed flags; modules are rebuilt from them on every reload
-// so secret files and the config file are read again.
+// settings are the parsed flags.
 type settings struct {
-	host                   string
-	user, password         optionalString
-	userFile, passwordFile string
-	allowedTargets         string
-	includeVhosts          string
-	excludeVhosts          string
-	includeQueues          string
-	excludeQueues          string
-	tls                    config.TLSConfig
-	configFile             string
-	maxBody                int64
+	env            config.EnvFlags
+	configFile     string
+	maxBody        int64
+	check          bool
+	metricsQueues  bool
+	timeoutOffset  time.Duration
+	defaultTimeout time.Duration
+	maxTimeout     time.Duration
+	maxRequests    int
+	writeTimeout   time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	app := kingpin.New(exporterName, "Prometheus exporter for RabbitMQ queue depths, read from the management HTTP API.\n\n"+
+	versionFromBuildInfo()
+	app := kingpin.New(exporterName, "Prometheus exporter for RabbitMQ queue depths, read from the management HTTP API or the rabbitmq_prometheus plugin.\n\n"+
 		"Single broker: scrape /metrics (queues of --rabbitmq.host). Many brokers: scrape /probe?target=<host|host:port|URL>[&auth_module=<name>].")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
@@ -71,27 +58,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 
 	var s settings
-	app.Flag("rabbitmq.host", "Broker management API: host, host:port or http(s)://host[:port][/path-prefix]. Default ports: 15672 (http), 15671 (https).").Default("localhost").Envar("RABBITMQ_HOST").StringVar(&s.host)
-	app.Flag("rabbitmq.user", "Management API user name (default guest).").PlaceHolder("NAME").Envar("RABBITMQ_USER").SetValue(&s.user)
-	app.Flag("rabbitmq.password", "Management API password (default guest). Prefer --rabbitmq.password-file.").PlaceHolder("PASSWORD").Envar("RABBITMQ_PASSWORD").SetValue(&s.password)
-	app.Flag("rabbitmq.user-file", "File holding the management API user name (instead of --rabbitmq.user).").PlaceHolder("FILE").Envar("RABBITMQ_USER_FILE").StringVar(&s.userFile)
-	app.Flag("rabbitmq.password-file", "File holding the management API password (instead of --rabbitmq.password); re-read on reload.").PlaceHolder("FILE").Envar("RABBITMQ_PASSWORD_FILE").StringVar(&s.passwordFile)
-	app.Flag("rabbitmq.tls.ca-file", "CA certificate (PEM) to verify https brokers with.").PlaceHolder("FILE").Envar("RABBITMQ_TLS_CA_FILE").StringVar(&s.tls.CAFile)
-	app.Flag("rabbitmq.tls.cert-file", "Client certificate (PEM) for https brokers.").PlaceHolder("FILE").Envar("RABBITMQ_TLS_CERT_FILE").StringVar(&s.tls.CertFile)
-	app.Flag("rabbitmq.tls.key-file", "Client key (PEM) for https brokers.").PlaceHolder("FILE").Envar("RABBITMQ_TLS_KEY_FILE").StringVar(&s.tls.KeyFile)
-	app.Flag("rabbitmq.tls.server-name", "Server name to verify https brokers' certificates against.").PlaceHolder("NAME").Envar("RABBITMQ_TLS_SERVER_NAME").StringVar(&s.tls.ServerName)
-	app.Flag("rabbitmq.tls.insecure-skip-verify", "Do not verify https brokers' certificates (testing only).").Envar("RABBITMQ_TLS_INSECURE_SKIP_VERIFY").BoolVar(&s.tls.InsecureSkipVerify)
-	app.Flag("rabbitmq.include-vhosts", "Only export queues in vhosts matching this regular expression (whole name).").PlaceHolder("REGEX").Envar("RABBITMQ_INCLUDE_VHOSTS").StringVar(&s.includeVhosts)
-	app.Flag("rabbitmq.exclude-vhosts", "Do not export queues in vhosts matching this regular expression.").PlaceHolder("REGEX").Envar("RABBITMQ_EXCLUDE_VHOSTS").StringVar(&s.excludeVhosts)
-	app.Flag("rabbitmq.include-queues", "Only export queues whose name matches this regular expression (whole name).").PlaceHolder("REGEX").Envar("RABBITMQ_INCLUDE_QUEUES").StringVar(&s.includeQueues)
-	app.Flag("rabbitmq.exclude-queues", "Do not export queues whose name matches this regular expression.").PlaceHolder("REGEX").Envar("RABBITMQ_EXCLUDE_QUEUES").StringVar(&s.excludeQueues)
-	maxBody := app.Flag("rabbitmq.max-response-bytes", "Largest queue listing accepted from a broker; a larger one fails the scrape.").Default("512MiB").Envar("RABBITMQ_MAX_RESPONSE_BYTES").Bytes()
-	app.Flag("probe.allowed-targets", "Regular expression of host:port (default port filled in) that /probe may send the RABBITMQ_USER credentials to, besides --rabbitmq.host. Empty: only --rabbitmq.host. '.*': any target.").PlaceHolder("REGEX").Envar("RABBITMQ_PROBE_ALLOWED_TARGETS").StringVar(&s.allowedTargets)
-	app.Flag("config.file", "YAML file with auth_modules (per-broker credentials, TLS, allowed targets, filters). Reloaded on SIGHUP and POST /-/reload.").PlaceHolder("FILE").Envar("RABBITMQ_EXPORTER_CONFIG_FILE").StringVar(&s.configFile)
-	check := app.Flag("config.check", "Validate the configuration (flags, env, --config.file and the files they name) and exit.").Bool()
-	queuesIn := app.Flag("metrics.queues", "Include the queues of --rabbitmq.host in /metrics. Disable (--no-metrics.queues) for exporters used only through /probe.").Default("true").Envar("RABBITMQ_METRICS_QUEUES").Bool()
-	offset := app.Flag("probe.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to leave time to answer.").Default("0.5s").Duration()
-	defaultTimeout := app.Flag("probe.default-timeout", "Broker request timeout when the scraper sends no timeout header.").Default("10s").Duration()
+	e := &s.env
+	// Flags of the env credentials take their names from config, which names
+	// them in its errors.
+	flag := func(field, help string) *kingpin.FlagClause {
+		flagName, envName := config.EnvNames(field)
+		return app.Flag(flagName, help).Envar(envName)
+	}
+	flag("host", "Broker management API: host, host:port or http(s)://host[:port][/path-prefix]. Default ports: 15672 (http), 15671 (https).").Default("localhost").StringVar(&e.Host)
+	flag("username", "Management API user name (default guest).").PlaceHolder("NAME").SetValue(optionalString{&e.User})
+	flag("password", "Management API password (default guest). Prefer --rabbitmq.password-file.").PlaceHolder("PASSWORD").SetValue(optionalString{&e.Password})
+	flag("username_file", "File holding the management API user name (instead of --rabbitmq.user).").PlaceHolder("FILE").StringVar(&e.UserFile)
+	flag("password_file", "File holding the management API password (instead of --rabbitmq.password); re-read on reload.").PlaceHolder("FILE").StringVar(&e.PasswordFile)
+	flag("source", "Where to read queue counts: management (the management API's queue listing), prometheus (every cluster member's rabbitmq_prometheus plugin) or auto (the plugin when every running member serves it, else the management API).").Default("management").PlaceHolder("SOURCE").StringVar(&e.Source)
+	flag("plugin_endpoints", "Comma-separated plugin endpoints (http(s)://host:port) of the cluster members, when their node names do not resolve from the exporter; default: discovered through the management API.").PlaceHolder("URLS").StringVar(&e.PluginEndpoints)
+	flag("tls_config.ca_file", "CA certificate (PEM) to verify https brokers with.").PlaceHolder("FILE").StringVar(&e.TLS.CAFile)
+	flag("tls_config.cert_file", "Client certificate (PEM) for https brokers.").PlaceHolder("FILE").StringVar(&e.TLS.CertFile)
+	flag("tls_config.key_file", "Client key (PEM) for https brokers.").PlaceHolder("FILE").StringVar(&e.TLS.KeyFile)
+	flag("tls_config.server_name", "Server name to verify https brokers' certificates against.").PlaceHolder("NAME").StringVar(&e.TLS.ServerName)
+	flag("tls_config.insecure_skip_verify", "Do not verify https brokers' certificates (testing only).").SetValue(boolValue(&e.TLS.InsecureSkipVerify, config.EnvSetting("tls_config.insecure_skip_verify")))
+	flag("tls_config.min_version", "Lowest TLS version to accept from https brokers: TLS10, TLS11, TLS12 or TLS13 (default TLS12).").PlaceHolder("VERSION").SetValue(&parsedValue[config.TLSVersion]{dst: &e.TLS.MinVersion, name: config.EnvSetting("tls_config.min_version"), parse: config.ParseTLSVersion})
+	flag("proxy_url", "HTTP proxy for requests to brokers (http://[user:password@]host:port).").PlaceHolder("URL").StringVar(&e.ProxyURL)
+	flag("no_proxy", "Comma-separated hosts, domains and networks to reach without --rabbitmq.proxy-url.").PlaceHolder("HOSTS").StringVar(&e.NoProxy)
+	flag("proxy_from_environment", "Use the proxy that HTTP_PROXY, HTTPS_PROXY and NO_PROXY name.").SetValue(boolValue(&e.ProxyFromEnvironment, config.EnvSetting("proxy_from_environment")))
+	flag("include_vhosts", "Only export queues in vhosts matching this regular expression (whole name).").PlaceHolder("REGEX").StringVar(&e.IncludeVhosts)
+	flag("exclude_vhosts", "Do not export queues in vhosts matching this regular expression.").PlaceHolder("REGEX").StringVar(&e.ExcludeVhosts)
+	flag("include_queues", "Only export queues whose name matches this regular expression (whole name).").PlaceHolder("REGEX").StringVar(&e.IncludeQueues)
+	flag("exclude_queues", "Do not export queues whose name matches this regular expression.").PlaceHolder("REGEX").StringVar(&e.ExcludeQueues)
+	flag("max_response_bytes", "Largest answer accepted from a broker (and the most memory one listing may take); a larger one fails the scrape. Bytes, or with a unit: 64MiB, 1GiB.").Default("512MiB").PlaceHolder("SIZE").SetValue(byteSizeValue(&s.maxBody, config.EnvSetting("max_response_bytes")))
+	flag("targets", "Regular expression of host:port (default port filled in), or scheme://host:port, that /probe may send the RABBITMQ_USER credentials to, besides --rabbitmq.host. Empty: only --rabbitmq.host. '.*': any target.").PlaceHolder("REGEX").StringVar(&e.AllowedTargets)
+	app.Flag("config.file", "YAML file with auth_modules (per-broker credentials, TLS, proxies, allowed targets, source, filters). Reloaded on SIGHUP and POST /-/reload.").PlaceHolder("FILE").Envar("RABBITMQ_EXPORTER_CONFIG_FILE").StringVar(&s.configFile)
+	app.Flag("config.check", "Validate the configuration (flags, env, --config.file and the files they name) and exit.").BoolVar(&s.check)
+	app.Flag("metrics.queues", "Include the queues of --rabbitmq.host in /metrics. Disable (--no-metrics.queues) for exporters used only through /probe.").Default("true").Envar("RABBITMQ_METRICS_QUEUES").SetValue(boolValue(&s.metricsQueues, "--[no-]metrics.queues / RABBITMQ_METRICS_QUEUES"))
+	app.Flag("probe.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to leave time to answer.").Default("0.5s").SetValue(durationValue(&s.timeoutOffset, "--probe.timeout-offset", 0))
+	app.Flag("probe.default-timeout", "Broker request timeout when the scraper sends no timeout header.").Default("10s").SetValue(durationValue(&s.defaultTimeout, "--probe.default-timeout", time.Millisecond))
+	app.Flag("probe.max-timeout", "Longest broker request timeout, whatever the scraper's timeout header asks for.").Default("2m").SetValue(durationValue(&s.maxTimeout, "--probe.max-timeout", time.Millisecond))
+	app.Flag("web.max-requests", "Most scrapes served at once, per endpoint (/probe, /metrics); more wait for a slot until their timeout, then get 503. 0: no limit.").Default("16").SetValue(intValue(&s.maxRequests, "--web.max-requests", 0))
+	app.Flag("web.write-timeout", "Longest time to write one answer; a scraper that reads slower is cut off, freeing the answer's memory.").Default("1m").SetValue(durationValue(&s.writeTimeout, "--web.write-timeout", time.Millisecond))
 	webConfig := webflag.AddFlags(app, ":9419")
 	logConfig := &promslog.Config{}
 	promslogflag.AddFlags(app, logConfig)
@@ -100,31 +103,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
 		return 2
 	}
-	s.maxBody = int64(*maxBody)
 	logConfig.Writer = stderr
 	logger := promslog.New(logConfig)
 
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
-		return 2
-	}
-	target, err := config.ParseTarget(s.host)
-	if err != nil {
-		return fail(fmt.Errorf("invalid --rabbitmq.host / RABBITMQ_HOST: %v", err))
-	}
-	if *defaultTimeout <= 0 {
-		return fail(errors.New("--probe.default-timeout must be positive"))
-	}
-	if *offset < 0 {
-		return fail(errors.New("--probe.timeout-offset must not be negative"))
-	}
-	userAgent := exporterName + "/" + version.Version
-	modules, err := loadModules(&s, target, userAgent)
-	if err != nil {
-		return fail(err)
-	}
-	if *check {
-		fmt.Fprintf(stdout, "configuration is valid: target %s, %d auth module(s)\n", target, len(modules.ByName))
+	opts := config.BuildOptions{MaxBodyBytes: s.maxBody, UserAgent: exporterName + "/" + version.Version}
+	load := func() (*config.Generation, error) { return config.Load(&s.env, s.configFile, opts) }
+	if s.check {
+		g, err := load()
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
+			return 2
+		}
+		fmt.Fprintf(stdout, "configuration is valid: target %s, source %s, %d auth module(s)\n", g.Target, g.Env.Source, len(g.ByName))
 		return 0
 	}
 
@@ -134,33 +124,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	safeConfig, err := config.NewSafeConfig(load, exporterRegistry, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", exporterName, err)
+		return 2
+	}
+	gen := safeConfig.Current()
 	handler := &prober.Handler{
 		Logger:         logger,
-		Prober:         &prober.Prober{},
-		DefaultTarget:  target,
-		TimeoutOffset:  *offset,
-		DefaultTimeout: *defaultTimeout,
+		Prober:         &prober.Prober{MaxTimeout: s.maxTimeout},
+		Config:         safeConfig,
+		TimeoutOffset:  s.timeoutOffset,
+		DefaultTimeout: s.defaultTimeout,
+		MaxTimeout:     s.maxTimeout,
 		Exporter:       exporterRegistry,
-		MetricsQueues:  *queuesIn,
-		ConfigFile:     s.configFile,
+		MetricsQueues:  s.metricsQueues,
+		MaxRequests:    s.maxRequests,
+		WriteTimeout:   s.writeTimeout,
 	}
-	handler.SetModules(modules)
-	reloader := newReloader(logger, exporterRegistry, func() error {
-		m, err := loadModules(&s, target, userAgent)
-		if err != nil {
-			return err
-		}
-		handler.SetModules(m)
-		return nil
-	})
 
-	mux, err := newMux(handler, reloader, target)
+	mux, err := newMux(handler, safeConfig, gen.Target)
 	if err != nil {
 		logger.Error("building landing page", "err", err)
 		return 1
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", target.String(), "rabbitmq_user", modules.Env.Credentials.Username, "auth_modules", len(modules.ByName))
+	server := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Keep-alive connections of scrapers that went quiet.
+		IdleTimeout: 2 * time.Minute,
+	}
+	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", gen.Target.String(),
+		"rabbitmq_user", gen.Env.Credentials.Username, "source", gen.Env.Source, "auth_modules", len(gen.ByName))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -171,7 +166,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for {
 			select {
 			case <-hup:
-				_ = reloader.reload("SIGHUP")
+				_ = safeConfig.Reload("SIGHUP")
 			case <-ctx.Done():
 				return
 			}
@@ -196,54 +191,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// loadModules builds one configuration generation: the env/flag module and the
-// auth modules of --config.file, reading every secret file again.
-func loadModules(s *settings, target config.Target, userAgent string) (*prober.Modules, error) {
-	username, err := config.Setting{Name: "--rabbitmq.user / RABBITMQ_USER", Value: s.user.value, FileName: "--rabbitmq.user-file / RABBITMQ_USER_FILE", File: s.userFile, Default: "guest"}.Resolve()
-	if err != nil {
-		return nil, err
+// versionFromBuildInfo fills in the version of a binary built without the
+// build script's -ldflags (go install …@v0.2.0) from the module version Go
+// records; the revision already comes from the VCS stamp.
+func versionFromBuildInfo() {
+	if version.Version != "" {
+		return
 	}
-	password, err := config.Setting{Name: "--rabbitmq.password / RABBITMQ_PASSWORD", Value: s.password.value, FileName: "--rabbitmq.password-file / RABBITMQ_PASSWORD_FILE", File: s.passwordFile, Default: "guest"}.Resolve()
-	if err != nil {
-		return nil, err
+	version.Version = "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		version.Version = bi.Main.Version
 	}
-	env := &config.Module{Credentials: config.Credentials{Username: username, Password: config.Secret(password)}}
-	// The configured host itself is always allowed; its pattern is quoted so
-	// that dots in the name are literal.
-	own, err := config.CompileAnchored("--rabbitmq.host", regexp.QuoteMeta(target.HostPort()))
-	if err != nil {
-		return nil, err
-	}
-	env.Targets = append(env.Targets, own)
-	if s.allowedTargets != "" {
-		re, err := config.CompileAnchored("--probe.allowed-targets / RABBITMQ_PROBE_ALLOWED_TARGETS", s.allowedTargets)
-		if err != nil {
-			return nil, err
-		}
-		env.Targets = append(env.Targets, re)
-	}
-	if env.Filter, err = config.NewFilter("--rabbitmq.", s.includeVhosts, s.excludeVhosts, s.includeQueues, s.excludeQueues); err != nil {
-		return nil, err
-	}
-	if env.TLS, err = s.tls.Build("--rabbitmq.tls."); err != nil {
-		return nil, err
-	}
-	shownTargets := []string{regexp.QuoteMeta(target.HostPort())}
-	if s.allowedTargets != "" {
-		shownTargets = append(shownTargets, s.allowedTargets)
-	}
-	env.Config = config.ModuleConfig{TLSConfig: s.tls, Targets: shownTargets,
-		IncludeVhosts: s.includeVhosts, ExcludeVhosts: s.excludeVhosts, IncludeQueues: s.includeQueues, ExcludeQueues: s.excludeQueues}
-
-	mods := &prober.Modules{Env: prober.NewModule(env, s.maxBody, userAgent), ByName: map[string]*prober.Module{}}
-	if s.configFile != "" {
-		file, err := config.LoadFile(s.configFile)
-		if err != nil {
-			return nil, err
-		}
-		for name, m := range file {
-			mods.ByName[name] = prober.NewModule(m, s.maxBody, userAgent)
-		}
-	}
-	return mods, nil
 }

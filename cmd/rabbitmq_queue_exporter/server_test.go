@@ -138,8 +138,8 @@ func TestReloadPasswordFile(t *testing.T) {
 		t.Fatal("old configuration lost after a failed reload")
 	}
 	m := samples(t, p.get(t, "/metrics", nil).body)
-	if m["rabbitmq_exporter_config_last_reload_successful"] != 0 || m["rabbitmq_exporter_config_last_reload_success_timestamp_seconds"] < float64(time.Now().Add(-time.Minute).Unix()) {
-		t.Fatalf("reload metrics wrong: %v", m["rabbitmq_exporter_config_last_reload_successful"])
+	if m["rabbitmq_queue_exporter_config_last_reload_successful"] != 0 || m["rabbitmq_queue_exporter_config_last_reload_success_timestamp_seconds"] < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Fatalf("reload metrics wrong: %v", m["rabbitmq_queue_exporter_config_last_reload_successful"])
 	}
 	os.WriteFile(cfg, []byte(goodCfg), 0o600)
 	resp, err = p.client.Post(p.url("/-/reload"), "text/plain", nil)
@@ -147,7 +147,7 @@ func TestReloadPasswordFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 || samples(t, p.get(t, "/metrics", nil).body)["rabbitmq_exporter_config_last_reload_successful"] != 1 {
+	if resp.StatusCode != 200 || samples(t, p.get(t, "/metrics", nil).body)["rabbitmq_queue_exporter_config_last_reload_successful"] != 1 {
 		t.Fatalf("good reload: %d", resp.StatusCode)
 	}
 	if strings.Contains(p.logs.String(), "second-secret") || strings.Contains(p.logs.String(), "first-secret") {

@@ -48,7 +48,12 @@ func TestProbeRealTLSListener(t *testing.T) {
 		{"right_ca", "https://localhost:" + tlsURL.Port(), 1, ""},
 		{"system_roots", "https://127.0.0.1:" + tlsURL.Port(), 0, "certificate signed by unknown authority"},
 		{"wrong_ca", "https://127.0.0.1:" + tlsURL.Port(), 0, "certificate signed by unknown authority"},
-		{"right_ca", "http://127.0.0.1:" + tlsURL.Port(), 0, "malformed HTTP response"},
+	}
+	// Credentials configured for TLS are never sent over plain http (they
+	// would cross the wire in clear even though the port speaks TLS).
+	res := p.get(t, "/probe?auth_module=right_ca&target="+url.QueryEscape("http://127.0.0.1:"+tlsURL.Port()), nil)
+	if res.status != 403 || !strings.Contains(res.body, "never sent over plain http") {
+		t.Fatalf("http to a TLS-configured module: %d %s", res.status, res.body)
 	}
 	for _, tc := range tests {
 		t.Run(tc.module+" "+tc.target, func(t *testing.T) {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"os"
+
+	commoncfg "github.com/prometheus/common/config"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,7 +57,7 @@ auth_modules:
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := prod.Allows(tgt); got != want {
+				if got := prod.Allows(tgt) == nil; got != want {
 					t.Errorf("prod.Allows(%s) = %v, want %v", in, got, want)
 				}
 			}
@@ -75,14 +77,21 @@ auth_modules:
 		{name: "bad regexp", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['(']\n", err: "auth_modules.a.targets[0]: invalid regular expression"},
 		{name: "bad filter", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    include_queues: '['\n", err: "auth_modules.a.include_queues: invalid regular expression"},
 		{name: "missing password file", yaml: "auth_modules:\n  a:\n    username: u\n    password_file: /nonexistent/pw\n    targets: ['.*']\n", err: "auth_modules.a.password_file: cannot read"},
-		{name: "missing ca", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      ca_file: /nonexistent/ca.pem\n", err: "auth_modules.a.tls_config.ca_file"},
-		{name: "cert without key", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      cert_file: /x.pem\n", err: "cert_file and auth_modules.a.tls_config.key_file go together"},
+		{name: "endless password file", yaml: "auth_modules:\n  a:\n    username: u\n    password_file: /dev/zero\n    targets: ['.*']\n", err: `auth_modules.a.password_file: "/dev/zero" is not a regular file`},
+		{name: "both username forms", yaml: "auth_modules:\n  a:\n    username: u\n    username_file: " + pwFile + "\n    password: p\n    targets: ['.*']\n", err: "auth_modules.a.username and auth_modules.a.username_file are both set"},
+		{name: "missing ca", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      ca_file: /nonexistent/ca.pem\n", err: "auth_modules.a.tls_config.ca_file: cannot read"},
+		{name: "endless ca", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      ca_file: /dev/zero\n", err: "auth_modules.a.tls_config.ca_file"},
+		{name: "cert without key", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      cert_file: /x.pem\n", err: "exactly one of key or key_file must be configured"},
+		{name: "bad tls version", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    tls_config:\n      min_version: TLS9\n", err: "unknown TLS version"},
+		{name: "bad source", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    source: plugin\n", err: `auth_modules.a.source: unknown source "plugin"`},
+		{name: "bad plugin endpoint", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    plugin_endpoints: ['ftp://x']\n", err: `auth_modules.a.plugin_endpoints[0]: target scheme "ftp"`},
+		{name: "no_proxy without proxy_url", yaml: "auth_modules:\n  a:\n    username: u\n    password: p\n    targets: ['.*']\n    no_proxy: x\n", err: "auth_modules.a.proxy_url: if no_proxy is configured, proxy_url must also be configured"},
 		{name: "not yaml", yaml: "auth_modules: [", err: "config file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, dir, "config.yml", tc.yaml)
-			m, err := LoadFile(path)
+			m, err := loadFile(path, BuildOptions{})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error = %v, want %q", err, tc.err)
@@ -119,8 +128,8 @@ func TestExampleConfig(t *testing.T) {
 		if mc.PasswordFile != "" {
 			mc.PasswordFile = writeFile(t, dir, name+".pw", "x\n")
 		}
-		mc.TLSConfig = TLSConfig{}
-		if _, err := buildModule(name, mc); err != nil {
+		mc.TLSConfig = commoncfg.TLSConfig{}
+		if _, err := buildModule(name, mc, func(f string) string { return f }, BuildOptions{}); err != nil {
 			t.Errorf("module %s: %v", name, err)
 		}
 	}

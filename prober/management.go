@@ -1,0 +1,37 @@
+package prober
+
+import (
+	"context"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+)
+
+// listManagement reads the queue listing of the management API into a
+// QueueSet. Nothing of it is used unless the whole listing arrived.
+func listManagement(ctx context.Context, target config.Target, module *config.Module) (*collector.QueueSet, error) {
+	client := management.Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes}
+	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	filter := &module.Filter
+	all := filter.Empty()
+	err := client.ListQueues(ctx, target, module.Credentials, func(q *management.Queue) error {
+		if !all && !filter.Keep(q.Vhost, q.Name) {
+			return nil
+		}
+		return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return qs, qs.Finish()
+}
+
+// maxQueueSetBytes bounds a listing's memory by the same limit as its body, so
+// that a body of tiny queue objects cannot cost a multiple of the limit.
+func maxQueueSetBytes(module *config.Module) int64 {
+	if module.MaxBodyBytes > 0 {
+		return module.MaxBodyBytes
+	}
+	return management.DefaultMaxBodyBytes
+}
