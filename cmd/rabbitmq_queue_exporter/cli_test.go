@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"os/exec"
@@ -39,6 +40,37 @@ func TestVersion(t *testing.T) {
 		if !strings.Contains(flat, want) {
 			t.Errorf("--version output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestVersionWithoutBuildScript: a binary built by plain `go build`/`go install`
+// (no -ldflags) still reports a version: the module's, or "unknown" for a work
+// tree, with the VCS revision Go stamps.
+func TestVersionWithoutBuildScript(t *testing.T) {
+	for _, tc := range []struct {
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{&debug.BuildInfo{Main: debug.Module{Path: "github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter", Version: "v0.2.0"}}, "v0.2.0"},
+		{&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "unknown"},
+		{nil, "unknown"},
+	} {
+		if got := moduleVersion(tc.bi); got != tc.want {
+			t.Errorf("moduleVersion(%+v) = %q, want %q", tc.bi, got, tc.want)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "plain")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/rabbitmq_queue_exporter")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rabbitmq_queue_exporter, version unknown") || strings.Contains(string(out), "version  ") {
+		t.Fatalf("--version of a plain build: %v\n%s", err, out)
+	}
+	if rev := regexp.MustCompile(`revision: ([0-9a-f]{40}|unknown)`).FindString(string(out)); rev == "" {
+		t.Fatalf("--version of a plain build shows no revision:\n%s", out)
 	}
 }
 

@@ -195,11 +195,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 // build script's -ldflags (go install …@v0.2.0) from the module version Go
 // records; the revision already comes from the VCS stamp.
 func versionFromBuildInfo() {
-	if version.Version != "" {
-		return
+	if version.Version == "" {
+		bi, _ := debug.ReadBuildInfo()
+		version.Version = moduleVersion(bi)
 	}
-	version.Version = "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		version.Version = bi.Main.Version
+}
+
+// moduleVersion is the main module's version as `go install` records it;
+// "unknown" for a build from a work tree, which Go stamps "(devel)".
+func moduleVersion(bi *debug.BuildInfo) string {
+	if bi == nil || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return "unknown"
 	}
+	return bi.Main.Version
 }
