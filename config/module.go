@@ -123,6 +123,20 @@ func (m *Module) Allows(t Target) error {
 	return fmt.Errorf("%s (%s) matches no pattern in %s", t, hp, m.Setting("targets"))
 }
 
+// AllowsEndpoint reports whether the exporter may contact t without
+// credentials (a discovered or configured plugin endpoint): the allow-list
+// still decides where it connects, so an answer from a broker cannot steer it
+// elsewhere. The TLS rule protects credentials, and none are sent there.
+func (m *Module) AllowsEndpoint(t Target) error {
+	hp := t.HostPort()
+	for _, p := range m.Targets {
+		if p.withScheme && p.re.MatchString(t.Scheme+"://"+hp) || !p.withScheme && p.re.MatchString(hp) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s (%s) matches no pattern in %s", t, hp, m.Setting("targets"))
+}
+
 // Filter selects queues by vhost and name; nil patterns select everything.
 type Filter struct {
 	IncludeVhosts, ExcludeVhosts, IncludeQueues, ExcludeQueues *regexp.Regexp

@@ -10,7 +10,7 @@ import (
 
 // listManagement reads the queue listing of the management API into a
 // QueueSet. Nothing of it is used unless the whole listing arrived.
-func listManagement(ctx context.Context, target config.Target, module *config.Module) (*collector.QueueSet, error) {
+func listManagement(ctx context.Context, target config.Target, module *config.Module) (*listing, error) {
 	client := management.Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes}
 	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
 	filter := &module.Filter
@@ -24,7 +24,7 @@ func listManagement(ctx context.Context, target config.Target, module *config.Mo
 	if err != nil {
 		return nil, err
 	}
-	return qs, qs.Finish()
+	return &listing{queues: qs, source: config.SourceManagement}, qs.Finish()
 }
 
 // maxQueueSetBytes bounds a listing's memory by the same limit as its body, so

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 )
 
 // flights shares one broker request among concurrent probes that need the same
@@ -23,7 +21,7 @@ type flights struct {
 
 type flight struct {
 	done   chan struct{}
-	qs     *collector.QueueSet
+	res    *listing
 	err    error
 	cancel context.CancelCauseFunc
 
@@ -43,7 +41,7 @@ var (
 
 // do returns the result of fn for key, running fn at most once at a time per
 // key. ctx must have a deadline; maxRun caps how long fn may run in all.
-func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn func(context.Context) (*collector.QueueSet, error)) (*collector.QueueSet, error) {
+func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn func(context.Context) (*listing, error)) (*listing, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return nil, errNoDeadline
@@ -72,7 +70,7 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 	select {
 	case <-fl.done:
 		f.leave(fl, false)
-		return fl.qs, fl.err
+		return fl.res, fl.err
 	case <-ctx.Done():
 		f.leave(fl, true)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -82,8 +80,8 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 	}
 }
 
-func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(context.Context) (*collector.QueueSet, error)) {
-	qs, err := fn(ctx)
+func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(context.Context) (*listing, error)) {
+	res, err := fn(ctx)
 	f.mu.Lock()
 	if f.m[key] == fl {
 		delete(f.m, key)
@@ -91,7 +89,7 @@ func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(conte
 	fl.timer.Stop()
 	f.mu.Unlock()
 	fl.cancel(nil)
-	fl.qs, fl.err = qs, err
+	fl.res, fl.err = res, err
 	close(fl.done)
 }
 

@@ -13,13 +13,13 @@ import (
 )
 
 // slowListing returns a listing after d, or the context's cause if it ends first.
-func slowListing(calls *atomic.Int32, ended chan<- error, d time.Duration) func(context.Context) (*collector.QueueSet, error) {
-	return func(ctx context.Context) (*collector.QueueSet, error) {
+func slowListing(calls *atomic.Int32, ended chan<- error, d time.Duration) func(context.Context) (*listing, error) {
+	return func(ctx context.Context) (*listing, error) {
 		calls.Add(1)
 		select {
 		case <-time.After(d):
 			qs := collector.NewQueueSet("h", 0)
-			return qs, qs.Finish()
+			return &listing{queues: qs}, qs.Finish()
 		case <-ctx.Done():
 			if ended != nil {
 				ended <- context.Cause(ctx)

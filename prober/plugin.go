@@ -1,0 +1,273 @@
+package prober
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/promplugin"
+)
+
+// pluginPath is the plugin's per-object endpoint, asking for the one metric
+// group that holds the queue counts.
+const pluginPath = "/metrics/detailed?family=queue_coarse_metrics"
+
+// memberTTL is how long a discovered member list is reused. Membership
+// rarely changes; a member that fails drops the list at once.
+const memberTTL = 30 * time.Second
+
+// member is one cluster member as the plugin source sees it.
+type member struct {
+	node     string        // rabbit@host; the endpoint for configured endpoints
+	endpoint config.Target // where its plugin answers; zero if unusable
+	unusable string        // why it cannot be read (down, no plugin, not allowed); "" if it can
+}
+
+// memberStatus is one member's outcome in a scrape.
+type memberStatus struct {
+	node   string
+	up     bool
+	reason string // why not up
+}
+
+// members discovers the cluster through the management API (or takes the
+// module's configured endpoints), reusing a recent answer.
+type members struct {
+	mu    sync.Mutex
+	cache map[string]cachedMembers
+}
+
+type cachedMembers struct {
+	list []member
+	at   time.Time
+}
+
+func (ms *members) get(ctx context.Context, key string, target config.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
+	ms.mu.Lock()
+	c, ok := ms.cache[key]
+	ms.mu.Unlock()
+	if ok && time.Since(c.at) < memberTTL {
+		return c.list, nil
+	}
+	list, err := discover(ctx, target, module, logger)
+	if err != nil {
+		return nil, err
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.cache == nil {
+		ms.cache = map[string]cachedMembers{}
+	}
+	now := time.Now()
+	for k, v := range ms.cache { // keys of old generations and gone targets age out
+		if now.Sub(v.at) >= memberTTL {
+			delete(ms.cache, k)
+		}
+	}
+	ms.cache[key] = cachedMembers{list: list, at: now}
+	return list, nil
+}
+
+// forget drops a cached member list, so the next scrape discovers again.
+func (ms *members) forget(key string) {
+	ms.mu.Lock()
+	delete(ms.cache, key)
+	ms.mu.Unlock()
+}
+
+// discover lists the members and where their plugins listen. A discovered
+// address must pass the module's allow-list: the broker's answer must never
+// steer the exporter to an address the operator did not allow.
+func discover(ctx context.Context, target config.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
+	if len(module.PluginEndpoints) > 0 {
+		list := make([]member, len(module.PluginEndpoints))
+		for i, e := range module.PluginEndpoints {
+			list[i] = member{node: e.HostPort(), endpoint: e}
+		}
+		return list, nil
+	}
+	client := management.Client{HTTP: module.HTTP}
+	nodes, err := client.ListNodes(ctx, target, module.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("discovering cluster members: %w", err)
+	}
+	if len(nodes) == 0 {
+		return nil, errors.New("discovering cluster members: the management API lists no nodes")
+	}
+	list := make([]member, 0, len(nodes))
+	for _, n := range nodes {
+		m := member{node: n.Name}
+		switch {
+		case !n.Running:
+			m.unusable = "not running"
+		case n.Plugin == nil:
+			m.unusable = "serves no rabbitmq_prometheus plugin (rabbitmq-plugins enable rabbitmq_prometheus)"
+		default:
+			e, err := config.ParseTarget(n.Plugin.Scheme + "://" + net.JoinHostPort(n.Host(), strconv.Itoa(n.Plugin.Port)))
+			if err != nil {
+				m.unusable = fmt.Sprintf("its node name gives no usable address: %v", err)
+				break
+			}
+			if err := module.AllowsEndpoint(e); err != nil {
+				m.unusable = fmt.Sprintf("its plugin endpoint is not allowed: %v", err)
+				logger.Warn("not reading a cluster member: its plugin endpoint is not allowed", "node", n.Name, "endpoint", e.String(), "setting", module.Setting("targets"))
+				break
+			}
+			m.endpoint = e
+		}
+		list = append(list, m)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].node < list[j].node })
+	return list, nil
+}
+
+// errAmbiguous marks a plugin answer that cannot be read exactly; the caller
+// uses the management listing for this scrape instead.
+type errAmbiguous struct {
+	node string
+	err  error
+}
+
+func (e *errAmbiguous) Error() string { return fmt.Sprintf("member %s: %v", e.node, e.err) }
+
+// listPlugin reads every usable member's plugin in parallel and merges their
+// queues. Members that failed are reported, and the others' queues kept; it
+// fails only when no member could be read. strict (source auto) fails as soon
+// as any running member cannot be read, so that the caller falls back.
+func (p *Prober) listPlugin(ctx context.Context, key string, target config.Target, module *config.Module, strict bool, logger *slog.Logger) (*listing, error) {
+	list, err := p.members.get(ctx, key, target, module, logger)
+	if err != nil {
+		return nil, err
+	}
+	statuses := make([]memberStatus, len(list))
+	sets := make([]*collector.QueueSet, len(list))
+	errs := make([]error, len(list))
+	var wg sync.WaitGroup
+	for i, m := range list {
+		statuses[i] = memberStatus{node: m.node, reason: m.unusable}
+		if m.unusable != "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sets[i], errs[i] = readMember(ctx, target, m.endpoint, module)
+		}()
+	}
+	wg.Wait()
+
+	var failed, read int
+	for i, m := range list {
+		if m.unusable != "" {
+			if strict && m.unusable != "not running" {
+				return nil, fmt.Errorf("member %s %s", m.node, m.unusable)
+			}
+			failed++
+			continue
+		}
+		if errs[i] != nil {
+			if errors.Is(errs[i], promplugin.ErrAmbiguous) || errors.Is(errs[i], promplugin.ErrMalformed) {
+				return nil, &errAmbiguous{node: m.node, err: errs[i]}
+			}
+			statuses[i].reason = errs[i].Error()
+			failed++
+			logger.Warn("reading a cluster member's plugin failed", "node", m.node, "endpoint", m.endpoint.String(), "err", errs[i])
+			if strict {
+				p.members.forget(key)
+				return nil, fmt.Errorf("member %s: %v", m.node, errs[i])
+			}
+			continue
+		}
+		statuses[i].up = true
+		read++
+	}
+	if failed > 0 {
+		p.members.forget(key) // membership may have changed
+	}
+	if read == 0 {
+		reasons := ""
+		for _, s := range statuses {
+			reasons += fmt.Sprintf("; %s: %s", s.node, s.reason)
+		}
+		return nil, fmt.Errorf("no cluster member's rabbitmq_prometheus plugin could be read%s", reasons)
+	}
+	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	for _, s := range sets {
+		if s != nil {
+			if err := qs.Merge(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := qs.Finish(); err != nil {
+		return nil, err
+	}
+	return &listing{queues: qs, source: config.SourcePrometheus, members: statuses}, nil
+}
+
+// readMember reads one member's plugin answer into a set of its own. No
+// credentials are sent: the plugin takes none, and the endpoint came from
+// the broker's answer.
+func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module) (*collector.QueueSet, error) {
+	ctx = config.WithApprovedTarget(ctx, endpoint)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+pluginPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := module.HTTP.Do(req)
+	if err != nil {
+		return nil, requestError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	filter := &module.Filter
+	var keep func(vhost, name []byte) bool
+	if !filter.Empty() {
+		keep = filter.Keep
+	}
+	body := io.LimitReader(resp.Body, module.MaxBodyBytes+1)
+	if module.MaxBodyBytes <= 0 {
+		body = resp.Body
+	}
+	res, err := promplugin.Parse(body, qs, keep, promplugin.Limits{})
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, requestError(ctx, ctxErr)
+		}
+		if module.MaxBodyBytes > 0 && res.Bytes > module.MaxBodyBytes {
+			return nil, fmt.Errorf("plugin answer exceeds %d bytes (raise --rabbitmq.max-response-bytes)", module.MaxBodyBytes)
+		}
+		return nil, err
+	}
+	return qs, nil
+}
+
+// requestError names why a request ended: a shared request ends with a cause
+// that says whose deadline it was.
+func requestError(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+		return cause
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return fmt.Errorf("request failed: %w", inner)
+		}
+	}
+	return fmt.Errorf("request failed: %w", err)
+}
