@@ -158,3 +158,44 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatalf("got %d %q, want 503 naming --web.max-requests", res.status, res.body)
 	}
 }
+
+// TestAllowListJudgesTheDialledHost: hosts spelt with Unicode full stops are
+// dialled as their IDNA mapping (127.0.0.1); a pattern that would match the
+// spelling but not the mapped name refuses them, and nothing is sent.
+func TestAllowListJudgesTheDialledHost(t *testing.T) {
+	raw := newRawListener(t)
+	_, port, _ := net.SplitHostPort(raw.l.Addr().String())
+	user, pw := "monitor", testPassword
+	h, _ := newHandler(t, config.EnvFlags{Host: "rabbit.internal", User: &user, Password: &pw, AllowedTargets: `[^.]+:` + port}, "")
+	for _, host := range []string{"127\u30020\u30020\u30021", "127\uff0e0\uff0e0\uff0e1", "127\uff610\uff610\uff611"} {
+		res := doScrape(t, h.Probe, "target="+url.QueryEscape(host+":"+port), nil)
+		if res.status != http.StatusForbidden || !strings.Contains(res.body, "127.0.0.1:"+port) {
+			t.Errorf("%q: got %d %q, want 403 naming 127.0.0.1", host, res.status, res.body)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if conns, data := raw.seen(); conns != 0 {
+		t.Fatalf("the listener got %d connections: %q", conns, data)
+	}
+}
+
+// TestDuplicateQueuesCountedOnce: a listing with a repeated entry, or two
+// names that become the same label once invalid UTF-8 is replaced, yields one
+// series each, a meta metric and a log line.
+func TestDuplicateQueuesCountedOnce(t *testing.T) {
+	_, addr := fakeBroker(t, serveBody([]byte(`[{"name":"q","vhost":"/","messages":1,"messages_ready":1,"messages_unacknowledged":0},`+
+		`{"name":"q","vhost":"/","messages":2,"messages_ready":2,"messages_unacknowledged":0},`+
+		`{"name":"a\ufffd","vhost":"/","messages":3,"messages_ready":3,"messages_unacknowledged":0},`+
+		"{\"name\":\"a\xff\",\"vhost\":\"/\",\"messages\":4,\"messages_ready\":4,\"messages_unacknowledged\":0}]")))
+	h, logs := newTestHandler(t, addr)
+	res := doScrape(t, h.Probe, "", nil) // doScrape's parser fails on a duplicate series
+	if res.samples["rabbitmq_queues_duplicates_dropped{127.0.0.1}"] != 2 || res.samples["rabbitmq_queues{127.0.0.1}"] != 2 {
+		t.Fatalf("want 2 queues and 2 duplicates:\n%s", res.body)
+	}
+	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,q}"] != 1 || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,a\uFFFD}"] != 3 {
+		t.Fatalf("the first of each must be kept:\n%s", res.body)
+	}
+	if !strings.Contains(logs.String(), "dropped queues whose labels repeat") {
+		t.Errorf("no log line:\n%s", logs)
+	}
+}
