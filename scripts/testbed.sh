@@ -23,7 +23,8 @@
 # one. User cluster/cluster-secret (administrator, all of /), no guest. rabbit4 and
 # rabbit5 join rabbit3 (all nodes share the rabbitmq user's Erlang cookie).
 # stop-member/start-member use rabbitmqctl stop_app/start_app (the VM stays up) and
-# return once another member's /api/nodes shows the change. A member stopped that
+# return once another member's /api/nodes shows the change. Members report stats
+# every second (collect_statistics_interval; default 5 s) so tests see counts sooner. A member stopped that
 # way is marked (app-stopped in its directory), so `cluster` restarts it at once.
 # The primary also runs rabbitmq_prometheus (default port 15692).
 set -euo pipefail
@@ -496,6 +497,7 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $(member_mgmt_port "$which")
 $prom
 cluster_name = testbed-cluster
+collect_statistics_interval = 1000
 default_vhost = /
 default_user = $CLUSTER_USER
 default_pass = $CLUSTER_PASS
