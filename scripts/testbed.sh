@@ -543,10 +543,13 @@ member_up() {
 		log "$which: configuration changed, restarting $node"
 		node_env "$which" rabbitmqctl -q -n "$node" shutdown >/dev/null 2>&1 || true
 	fi
+	# A VM that starts boots its app: a stop-member mark from before is stale.
+	registered "$node" || rm -f "$(member_base "$which")/app-stopped"
 	if ! wait_ready "$which"; then
 		repair_member_users "$which"
 		wait_ready "$which" || die "$which: $CLUSTER_USER still rejected (HTTP 401) after repair"
 	fi
+	rm -f "$(member_base "$which")/app-stopped"
 	wait_port "$which" "$(member_prom_port "$which")" "prometheus plugin"
 }
 
