@@ -305,7 +305,11 @@ func (b Broker) mustAPI(t testing.TB, method, path string, body any, want ...int
 	return nil
 }
 
+// queuePath is the management API path of a queue. RabbitMQ (seen on 3.10) drops CR
+// and LF from queue names when declaring, so the queue is found under the name
+// without them.
 func queuePath(vhost, queue string) string {
+	queue = strings.NewReplacer("\r", "", "\n", "").Replace(queue)
 	return "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(queue)
 }
 
