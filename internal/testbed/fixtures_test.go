@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,27 +16,60 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// TestRecordPluginFixtures records real answers of the test cluster for parser and
-// collector tests: each member's queue_coarse_metrics answer, the management queue
-// listing and /api/nodes taken at the same moment, with queue names that need
-// escaping, then the same with rabbit4's application stopped. It only runs when
-// RECORD_PLUGIN_FIXTURES names the output directory (promplugin/testdata), e.g.
+// TestPluginFixtures records real answers of the test cluster for parser and collector
+// tests: each member's queue_coarse_metrics answer, the management queue listing and
+// /api/nodes taken at the same moment, with queue names that need escaping, then the
+// same with rabbit4's application stopped. By default it records into a temporary
+// directory and checks that the committed files in promplugin/testdata still say the
+// same (queue samples, counts, members; not timings or ids). With
+// RECORD_PLUGIN_FIXTURES set to a directory it writes the files there instead:
 //
-//	RECORD_PLUGIN_FIXTURES=$PWD/promplugin/testdata go test -run RecordPluginFixtures ./internal/testbed/
+//	RECORD_PLUGIN_FIXTURES=$PWD/promplugin/testdata go test -count=1 -run PluginFixtures ./internal/testbed/
 //
 // Names are fixed, so recording again on another RabbitMQ version gives comparable
 // files (the version is part of each file name).
-func TestRecordPluginFixtures(t *testing.T) {
-	dir := os.Getenv("RECORD_PLUGIN_FIXTURES")
-	if dir == "" {
-		t.Skip("set RECORD_PLUGIN_FIXTURES to the output directory to record")
+func TestPluginFixtures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops a cluster member; skipped with -short")
 	}
+	dir, record := os.Getenv("RECORD_PLUGIN_FIXTURES"), true
+	if dir == "" {
+		dir, record = t.TempDir(), false
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := filepath.Join(root, "promplugin", "testdata")
 	c := Cluster(t)
 	seed := c.Members[0]
 	version := brokerVersion(t, seed)
+	if !record {
+		if _, err := os.Stat(filepath.Join(committed, fmt.Sprintf("cluster-%s-nodes.json", version))); err != nil {
+			t.Skipf("no fixtures committed for RabbitMQ %s; record them with RECORD_PLUGIN_FIXTURES", version)
+		}
+	}
+	// Which member becomes the quorum queue's leader when rabbit4 stops varies, so the
+	// answers of the remaining members are compared together.
+	var gotStopped, wantStopped []byte
 	write := func(name string, data []byte) {
 		t.Helper()
-		path := filepath.Join(dir, fmt.Sprintf("cluster-%s-%s", version, name))
+		name = fmt.Sprintf("cluster-%s-%s", version, name)
+		if !record {
+			want, err := os.ReadFile(filepath.Join(committed, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(name, "-stopped-rabbit") {
+				gotStopped, wantStopped = append(gotStopped, data...), append(wantStopped, want...)
+				return
+			}
+			if diff := fixtureDiff(name, data, want); diff != "" {
+				t.Errorf("promplugin/testdata/%s no longer matches the broker (re-record with RECORD_PLUGIN_FIXTURES): %s", name, diff)
+			}
+			return
+		}
+		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -221,6 +255,9 @@ func TestRecordPluginFixtures(t *testing.T) {
 	}
 	write("rabbit4-stopped-queues.json", listing)
 	write("rabbit4-stopped-nodes.json", nodes)
+	if diff := fixtureDiff("stopped.txt", gotStopped, wantStopped); !record && diff != "" {
+		t.Errorf("promplugin/testdata/cluster-%s-rabbit4-stopped-rabbit{3,5}.txt together no longer match the broker: %s", version, diff)
+	}
 }
 
 func brokerVersion(t testing.TB, b Member) string {
@@ -232,4 +269,69 @@ func brokerVersion(t testing.TB, b Member) string {
 		t.Fatalf("testbed: no rabbitmq_version in /api/overview: %v", err)
 	}
 	return o.Version
+}
+
+// fixtureDiff compares a fresh answer with a committed one by what the fixtures are
+// for, ignoring what changes between runs (reductions, scrape timings, the cluster's
+// permanent id, stats fields); "" means they agree.
+func fixtureDiff(name string, got, want []byte) string {
+	var g, w []string
+	switch {
+	case strings.HasSuffix(name, "nodes.json"):
+		g, w = nodeSummary(got), nodeSummary(want)
+	case strings.HasSuffix(name, ".json"):
+		g, w = jsonRows(got), jsonRows(want)
+	default:
+		g, w = sampleLines(got), sampleLines(want)
+	}
+	if slices.Equal(g, w) {
+		return ""
+	}
+	return fmt.Sprintf("got %q, want %q", g, w)
+}
+
+// sampleLines: the sorted queue count samples and build info of a plugin answer.
+func sampleLines(body []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "rabbitmq_detailed_queue_messages") || strings.HasPrefix(line, "rabbitmq_build_info{") ||
+			strings.HasPrefix(line, "# TYPE rabbitmq_detailed_") {
+			out = append(out, line)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// jsonRows: the rows of a JSON array, each re-encoded (sorted keys), sorted.
+func jsonRows(data []byte) []string {
+	var rows []map[string]any
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return []string{"bad JSON: " + err.Error()}
+	}
+	var out []string
+	for _, r := range rows {
+		b, _ := json.Marshal(r)
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// nodeSummary: per node its name, running and prometheus listener.
+func nodeSummary(data []byte) []string {
+	var nodes []NodeInfo
+	if err := json.Unmarshal(data, &nodes); err != nil {
+		return []string{"bad JSON: " + err.Error()}
+	}
+	var out []string
+	for _, n := range nodes {
+		s := fmt.Sprintf("%s running=%v contexts=%d", n.Name, n.Running, len(n.Contexts))
+		if p := n.Plugin(); p != nil {
+			s += fmt.Sprintf(" plugin=%s:%s", p.Protocol, p.Port)
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }
