@@ -1,6 +1,7 @@
 // Package testbed gives integration tests access to real RabbitMQ brokers: the primary
-// node (guest/guest on 127.0.0.1:15672/5672) and a second node with other credentials
-// (exporter2 on 127.0.0.1:15673/5673), both managed by scripts/testbed.sh.
+// node (guest/guest on 127.0.0.1:15672/5672), a second node with other credentials
+// (exporter2 on 127.0.0.1:15673/5673) and a 3-node cluster (see Cluster), all managed
+// by scripts/testbed.sh.
 //
 // Brokers that are down are started through the script once per process; if that
 // fails the test is skipped, or fails when CI=true so CI cannot pass vacuously.
@@ -134,32 +135,39 @@ var (
 
 func ensure(t testing.TB, b Broker, target string) Broker {
 	t.Helper()
-	if b.ready() == nil {
-		return b
+	ensureReady(t, target, b.MgmtURL, b.ready)
+	return b
+}
+
+// ensureReady runs scripts/testbed.sh target unless ready() already succeeds, and
+// skips (or under CI=true fails) the test if that does not make it succeed.
+func ensureReady(t testing.TB, target, where string, ready func() error) {
+	t.Helper()
+	if ready() == nil {
+		return
 	}
 	ensureMu.Lock()
 	defer ensureMu.Unlock()
-	if b.ready() == nil { // another test just started it
-		return b
+	if ready() == nil { // another test just started it
+		return
 	}
 	err := scriptFailed[target]
 	if err == nil {
 		err = runScript(t, target)
 		if err == nil {
-			err = b.waitReady(10 * time.Second)
+			err = waitFor(ready, 10*time.Second)
 		}
 		if err != nil {
 			scriptFailed[target] = err
 		}
 	}
 	if err != nil {
-		msg := fmt.Sprintf("testbed: %s broker %s unavailable: %v", target, b.MgmtURL, err)
+		msg := fmt.Sprintf("testbed: %s broker %s unavailable: %v", target, where, err)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg + " (set CI=true to fail instead of skipping)")
 	}
-	return b
 }
 
 // ready reports whether the management API answers 200 with b's credentials and the
@@ -181,10 +189,13 @@ func (b Broker) ready() error {
 	return c.Close()
 }
 
-func (b Broker) waitReady(timeout time.Duration) error {
+func (b Broker) waitReady(timeout time.Duration) error { return waitFor(b.ready, timeout) }
+
+// waitFor calls ready every 500 ms until it succeeds or timeout passes.
+func waitFor(ready func() error, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := b.ready()
+		err := ready()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
@@ -294,7 +305,11 @@ func (b Broker) mustAPI(t testing.TB, method, path string, body any, want ...int
 	return nil
 }
 
+// queuePath is the management API path of a queue. RabbitMQ (seen on 3.10) drops CR
+// and LF from queue names when declaring, so the queue is found under the name
+// without them.
 func queuePath(vhost, queue string) string {
+	queue = strings.NewReplacer("\r", "", "\n", "").Replace(queue)
 	return "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(queue)
 }
 
@@ -365,6 +380,13 @@ func (b Broker) Dial(t testing.TB, vhost string) *amqp.Connection {
 // vhost and deletes it (through the management API) when the test ends.
 func (b Broker) DeclareQueue(t testing.TB, conn *amqp.Connection, name, kind string) {
 	t.Helper()
+	b.DeclareQueueArgs(t, conn, name, kind, nil)
+}
+
+// DeclareQueueArgs is DeclareQueue with further x-arguments (x-queue-type is set
+// from kind).
+func (b Broker) DeclareQueueArgs(t testing.TB, conn *amqp.Connection, name, kind string, args amqp.Table) {
+	t.Helper()
 	switch kind {
 	case Classic, Quorum, Stream:
 	default:
@@ -376,7 +398,11 @@ func (b Broker) DeclareQueue(t testing.TB, conn *amqp.Connection, name, kind str
 	}
 	defer ch.Close()
 	// Quorum and stream queues must be durable and neither exclusive nor auto-delete.
-	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": kind}); err != nil {
+	table := amqp.Table{"x-queue-type": kind}
+	for k, v := range args {
+		table[k] = v
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, table); err != nil {
 		t.Fatalf("testbed: declare %s queue %q: %v", kind, name, err)
 	}
 	vhost := conn.Config.Vhost
@@ -594,7 +620,7 @@ func snippet(b []byte) string {
 // processes): a shared flock for users, an exclusive one for StopSecond. A second
 // "intent" lock gives waiting stoppers priority, so a stream of overlapping users
 // cannot starve them.
-var secondUse = &useLock{wait: 3 * time.Minute}
+var secondUse = &useLock{name: "second", what: "the second node", wait: 3 * time.Minute}
 
 func lockDir() string {
 	if f, err := os.CreateTemp("/run/lock", ".testbed-probe-*"); err == nil {
@@ -606,6 +632,7 @@ func lockDir() string {
 }
 
 type useLock struct {
+	name, what          string // lock file infix; what tests use, for messages
 	usePath, intentPath string
 	wait                time.Duration
 
@@ -623,8 +650,8 @@ func (l *useLock) open() error {
 	}
 	if l.usePath == "" {
 		dir := lockDir()
-		l.usePath = filepath.Join(dir, "rabbitmq-exporter-testbed-second.use")
-		l.intentPath = filepath.Join(dir, "rabbitmq-exporter-testbed-second.intent")
+		l.usePath = filepath.Join(dir, "rabbitmq-exporter-testbed-"+l.name+".use")
+		l.intentPath = filepath.Join(dir, "rabbitmq-exporter-testbed-"+l.name+".intent")
 	}
 	// Read-only is enough for flock and works on a file another user created.
 	use, err := os.OpenFile(l.usePath, os.O_RDONLY|os.O_CREATE, 0o644)
@@ -665,7 +692,7 @@ func (l *useLock) acquireShared(t testing.TB) {
 		}
 		l.mu.Unlock()
 		if time.Now().After(deadline) {
-			t.Fatalf("testbed: waited %v for shared use of the second node (a recovery test holds it)", l.wait)
+			t.Fatalf("testbed: waited %v for shared use of %s (a recovery test holds it)", l.wait, l.what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -717,7 +744,7 @@ func (l *useLock) acquireExclusive(t testing.TB) {
 		l.mu.Lock()
 		l.wantExcl--
 		l.mu.Unlock()
-		t.Fatalf("testbed: waited %v for exclusive use of the second node: %s", l.wait, what)
+		t.Fatalf("testbed: waited %v for exclusive use of %s: %s", l.wait, l.what, what)
 	}
 	for !l.exclMu.TryLock() {
 		if time.Now().After(deadline) {

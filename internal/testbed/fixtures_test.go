@@ -1,0 +1,337 @@
+package testbed
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// TestPluginFixtures records real answers of the test cluster for parser and collector
+// tests: each member's queue_coarse_metrics answer, the management queue listing and
+// /api/nodes taken at the same moment, with queue names that need escaping, then the
+// same with rabbit4's application stopped. By default it records into a temporary
+// directory and checks that the committed files in promplugin/testdata still say the
+// same (queue samples, counts, members; not timings or ids). With
+// RECORD_PLUGIN_FIXTURES set to a directory it writes the files there instead:
+//
+//	RECORD_PLUGIN_FIXTURES=$PWD/promplugin/testdata go test -count=1 -run PluginFixtures ./internal/testbed/
+//
+// Names are fixed, so recording again on another RabbitMQ version gives comparable
+// files (the version is part of each file name).
+func TestPluginFixtures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops a cluster member; skipped with -short")
+	}
+	dir, record := os.Getenv("RECORD_PLUGIN_FIXTURES"), true
+	if dir == "" {
+		dir, record = t.TempDir(), false
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := filepath.Join(root, "promplugin", "testdata")
+	c := Cluster(t)
+	seed := c.Members[0]
+	version := brokerVersion(t, seed)
+	if !record {
+		if _, err := os.Stat(filepath.Join(committed, fmt.Sprintf("cluster-%s-nodes.json", version))); err != nil {
+			t.Skipf("no fixtures committed for RabbitMQ %s; record them with RECORD_PLUGIN_FIXTURES", version)
+		}
+	}
+	// Which member becomes the quorum queue's leader when rabbit4 stops varies, so the
+	// answers of the remaining members are compared together.
+	var gotStopped, wantStopped []byte
+	write := func(name string, data []byte) {
+		t.Helper()
+		name = fmt.Sprintf("cluster-%s-%s", version, name)
+		if !record {
+			want, err := os.ReadFile(filepath.Join(committed, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(name, "-stopped-rabbit") {
+				gotStopped, wantStopped = append(gotStopped, data...), append(wantStopped, want...)
+				return
+			}
+			if diff := fixtureDiff(name, data, want); diff != "" {
+				t.Errorf("promplugin/testdata/%s no longer matches the broker (re-record with RECORD_PLUGIN_FIXTURES): %s", name, diff)
+			}
+			return
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s (%d bytes)", path, len(data))
+	}
+
+	// queue is one fixture queue: declared on member (classic) or led by it
+	// (quorum, stream), holding publish messages of which hold are unacked.
+	type queue struct {
+		vhost, name, kind string
+		member            int
+		publish, hold     int
+		viaHTTP           bool // AMQP refuses the name (invalid UTF-8)
+	}
+	const plainVhost, oddVhost = "fixtures", `odd "vhost"\ ü`
+	var queues []queue
+	for _, m := range ClusterMembers {
+		p := fmt.Sprintf("m%d ", m)
+		queues = append(queues,
+			queue{vhost: plainVhost, name: p + "plain", publish: m, hold: 1},
+			queue{vhost: plainVhost, name: p + `q "quoted"`, publish: 2},
+			queue{vhost: plainVhost, name: p + `back\slash`, publish: 1},
+			queue{vhost: plainVhost, name: p + `trailing\`},
+			queue{vhost: plainVhost, name: p + "with  spaces "},
+			queue{vhost: plainVhost, name: p + "ünïcödé ✓ 🐇", publish: 3, hold: 2},
+			queue{vhost: plainVhost, name: p + `x",queue="evil`, publish: 1},
+			queue{vhost: plainVhost, name: p + "new\nline"}, // RabbitMQ strips CR and LF
+			queue{vhost: plainVhost, name: p + "tab\there"},
+			queue{vhost: plainVhost, name: p + "nul\x00byte", publish: 1},
+			queue{vhost: plainVhost, name: p + "bad\xffutf8", viaHTTP: true},
+			queue{vhost: oddVhost, name: p + "in odd vhost", publish: 2, hold: 1},
+		)
+		for i := range queues {
+			if queues[i].member == 0 {
+				queues[i].member, queues[i].kind = m, Classic
+			}
+		}
+	}
+	queues = append(queues,
+		queue{vhost: plainVhost, name: `quorum "q" ü`, kind: Quorum, member: 4, publish: 4, hold: 1},
+		queue{vhost: plainVhost, name: "stream ü", kind: Stream, member: 5, publish: 3},
+	)
+
+	for _, v := range []string{plainVhost, oddVhost} {
+		seed.DeleteVhost(t, v) // leftovers of an interrupted run
+		seed.CreateVhost(t, v)
+	}
+	for _, q := range queues {
+		m := c.Member(q.member)
+		if q.viaHTTP {
+			m.mustAPI(t, http.MethodPut, queuePath(q.vhost, q.name), map[string]any{"durable": true},
+				http.StatusCreated, http.StatusNoContent)
+			continue
+		}
+		var conn *amqp.Connection
+		if q.kind == Classic {
+			conn = m.DeclareClassic(t, q.vhost, q.name)
+		} else {
+			conn = m.DeclareReplicated(t, c, q.vhost, q.name, q.kind)
+		}
+		if q.publish > 0 {
+			m.Publish(t, conn, q.name, q.publish)
+		}
+		if q.hold > 0 {
+			m.HoldUnacked(t, conn, q.name, q.hold)
+		}
+	}
+
+	// The management API strips CR and LF from names; look queues up by what it kept.
+	stored := func(name string) string { return strings.NewReplacer("\r", "", "\n", "").Replace(name) }
+	settled := func(plugin map[int][]byte, listing []byte) string {
+		var rows []struct {
+			Vhost    string `json:"vhost"`
+			Name     string `json:"name"`
+			Messages *int64 `json:"messages"`
+			Ready    *int64 `json:"messages_ready"`
+			Unacked  *int64 `json:"messages_unacknowledged"`
+		}
+		if err := json.Unmarshal(listing, &rows); err != nil {
+			return err.Error()
+		}
+		for _, q := range queues {
+			if q.viaHTTP {
+				continue // its name is not valid UTF-8; the JSON listing shows U+FFFD
+			}
+			want := [3]int64{int64(q.publish), int64(q.publish - q.hold), int64(q.hold)}
+			found := false
+			for _, r := range rows {
+				if r.Vhost == q.vhost && r.Name == stored(q.name) {
+					// With disable_stats=true 3.10.8 lists streams without counts.
+					found = q.kind == Stream || r.Messages != nil && r.Ready != nil && r.Unacked != nil &&
+						[3]int64{*r.Messages, *r.Ready, *r.Unacked} == want
+				}
+			}
+			if !found {
+				return fmt.Sprintf("management: %q not yet at %v", q.name, want)
+			}
+			line := fmt.Sprintf("rabbitmq_detailed_queue_messages{vhost=\"%s\",queue=\"%s\"} %d\n",
+				q.vhost, stored(q.name), q.publish)
+			escaped := fmt.Sprintf("rabbitmq_detailed_queue_messages{vhost=%q,queue=%q} %d\n",
+				q.vhost, stored(q.name), q.publish)
+			body := plugin[q.member]
+			if !bytes.Contains(body, []byte(line)) && !bytes.Contains(body, []byte(escaped)) {
+				return fmt.Sprintf("plugin of rabbit%d: %q not yet at %d", q.member, q.name, q.publish)
+			}
+		}
+		return ""
+	}
+	const listingPath = "/api/queues?columns=name,vhost,messages,messages_ready,messages_unacknowledged" +
+		"&disable_stats=true&enable_queue_totals=true"
+	snapshot := func(members []Member) (map[int][]byte, []byte, []byte) {
+		plugin := map[int][]byte{}
+		for _, m := range members {
+			plugin[m.Index] = m.Scrape(t, coarsePath)
+		}
+		listing := members[0].mustAPI(t, http.MethodGet, listingPath, nil, http.StatusOK)
+		nodes := members[0].mustAPI(t, http.MethodGet, "/api/nodes?columns=name,running,contexts", nil, http.StatusOK)
+		return plugin, listing, nodes
+	}
+	var (
+		plugin          map[int][]byte
+		listing, nodes  []byte
+		problem         string
+		deadline        = time.Now().Add(30 * time.Second)
+		nodesWithPlugin = func(data []byte) bool {
+			var list []NodeInfo
+			if json.Unmarshal(data, &list) != nil || len(list) != len(c.Members) {
+				return false
+			}
+			for _, n := range list {
+				if !n.Running || n.Plugin() == nil {
+					return false
+				}
+			}
+			return true
+		}
+	)
+	for {
+		plugin, listing, nodes = snapshot(c.Members)
+		problem = settled(plugin, listing)
+		if problem == "" && !nodesWithPlugin(nodes) {
+			problem = "a member without its prometheus context"
+		}
+		if problem == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if problem != "" {
+		t.Fatalf("counts did not settle within 30s: %s", problem)
+	}
+	for i, body := range plugin {
+		write(fmt.Sprintf("rabbit%d.txt", i), body)
+	}
+	write("queues.json", listing)
+	write("nodes.json", nodes)
+	write("rabbit3-no-family.txt", seed.Scrape(t, "/metrics/detailed"))
+	write("rabbit3-unknown-family.txt", seed.Scrape(t, "/metrics/detailed?family=no_such_family"))
+	write("rabbit3-vhost-filter.txt", seed.Scrape(t, coarsePath+"&vhost="+url.QueryEscape(oddVhost)))
+
+	// rabbit4 stopped: its classic queues vanish from every answer, the quorum
+	// queue it led gets a new leader that reports it after a tick.
+	StopMember(t, 4)
+	others := []Member{c.Member(3), c.Member(5)}
+	quorumLine := []byte("rabbitmq_detailed_queue_messages{vhost=\"fixtures\",queue=")
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		plugin, listing, nodes = snapshot(others)
+		n := 0
+		for _, body := range plugin {
+			n += bytes.Count(body, append(quorumLine, []byte("\"quorum ")...))
+		}
+		if n == 1 || time.Now().After(deadline) {
+			if n != 1 {
+				t.Fatalf("quorum queue reported by %d members after its leader stopped", n)
+			}
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	for i, body := range plugin {
+		write(fmt.Sprintf("rabbit4-stopped-rabbit%d.txt", i), body)
+	}
+	write("rabbit4-stopped-queues.json", listing)
+	write("rabbit4-stopped-nodes.json", nodes)
+	if diff := fixtureDiff("stopped.txt", gotStopped, wantStopped); !record && diff != "" {
+		t.Errorf("promplugin/testdata/cluster-%s-rabbit4-stopped-rabbit{3,5}.txt together no longer match the broker: %s", version, diff)
+	}
+}
+
+func brokerVersion(t testing.TB, b Member) string {
+	t.Helper()
+	var o struct {
+		Version string `json:"rabbitmq_version"`
+	}
+	if err := json.Unmarshal(b.mustAPI(t, http.MethodGet, "/api/overview", nil, http.StatusOK), &o); err != nil || o.Version == "" {
+		t.Fatalf("testbed: no rabbitmq_version in /api/overview: %v", err)
+	}
+	return o.Version
+}
+
+// fixtureDiff compares a fresh answer with a committed one by what the fixtures are
+// for, ignoring what changes between runs (reductions, scrape timings, the cluster's
+// permanent id, stats fields); "" means they agree.
+func fixtureDiff(name string, got, want []byte) string {
+	var g, w []string
+	switch {
+	case strings.HasSuffix(name, "nodes.json"):
+		g, w = nodeSummary(got), nodeSummary(want)
+	case strings.HasSuffix(name, ".json"):
+		g, w = jsonRows(got), jsonRows(want)
+	default:
+		g, w = sampleLines(got), sampleLines(want)
+	}
+	if slices.Equal(g, w) {
+		return ""
+	}
+	return fmt.Sprintf("got %q, want %q", g, w)
+}
+
+// sampleLines: the sorted queue count samples and build info of a plugin answer.
+func sampleLines(body []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "rabbitmq_detailed_queue_messages") || strings.HasPrefix(line, "rabbitmq_build_info{") ||
+			strings.HasPrefix(line, "# TYPE rabbitmq_detailed_") {
+			out = append(out, line)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// jsonRows: the rows of a JSON array, each re-encoded (sorted keys), sorted.
+func jsonRows(data []byte) []string {
+	var rows []map[string]any
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return []string{"bad JSON: " + err.Error()}
+	}
+	var out []string
+	for _, r := range rows {
+		b, _ := json.Marshal(r)
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// nodeSummary: per node its name, running and prometheus listener.
+func nodeSummary(data []byte) []string {
+	var nodes []NodeInfo
+	if err := json.Unmarshal(data, &nodes); err != nil {
+		return []string{"bad JSON: " + err.Error()}
+	}
+	var out []string
+	for _, n := range nodes {
+		s := fmt.Sprintf("%s running=%v contexts=%d", n.Name, n.Running, len(n.Contexts))
+		if p := n.Plugin(); p != nil {
+			s += fmt.Sprintf(" plugin=%s:%s", p.Protocol, p.Port)
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
