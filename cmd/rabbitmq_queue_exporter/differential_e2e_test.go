@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
+)
+
+const (
+	diffVhost  = "it.diff10k" // kept between runs: filling it takes a minute
+	diffQueues = 10000
+)
+
+// diffOddNames are queue names that test label reading in both sources. The
+// plugin of 3.10 writes them unescaped; `",queue="` is left out because it
+// makes a raw answer ambiguous by design (the scrape then falls back).
+var diffOddNames = []string{
+	`odd "double" quotes`, `back\slash`, `trailing\`, `\"both\"`, "spaces  inside and at end ",
+	"ünïcödé 名前 ✓", "emoji 🐇", `braces {} = , #`, "tab\there",
+}
+
+// fillDiffVhost declares diffQueues classic queues spread over the members
+// (each leads the queues declared through its AMQP listener) plus the odd
+// names, and publishes to some, unless a previous run already did.
+func fillDiffVhost(t *testing.T, c testbed.ClusterInfo) {
+	t.Helper()
+	seed := c.Members[0]
+	code, body := seed.API(t, http.MethodGet, "/api/queues/"+url.PathEscape(diffVhost)+"?columns=name&disable_stats=true", nil)
+	if code == http.StatusOK {
+		var qs []struct{ Name string }
+		if json.Unmarshal(body, &qs) == nil && len(qs) >= diffQueues+len(diffOddNames) {
+			return
+		}
+	}
+	start := time.Now()
+	if code, _ := seed.API(t, http.MethodPut, "/api/vhosts/"+url.PathEscape(diffVhost), map[string]string{}); code != http.StatusCreated && code != http.StatusNoContent {
+		t.Fatalf("creating vhost %s: %d", diffVhost, code)
+	}
+	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
+	seed.API(t, http.MethodPut, "/api/permissions/"+url.PathEscape(diffVhost)+"/"+testbed.ClusterUser, perm)
+	names := append([]string(nil), diffOddNames...)
+	for i := range diffQueues {
+		names = append(names, fmt.Sprintf("diff.queue.%05d", i))
+	}
+	errs := make(chan error, len(c.Members))
+	for mi, m := range c.Members {
+		go func() { errs <- fillFrom(m, names, mi, len(c.Members)) }()
+	}
+	for range c.Members {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("filled %s with %d queues in %s", diffVhost, len(names), time.Since(start).Round(time.Second))
+}
+
+// fillFrom declares every n-th name (from the k-th) through member m, and
+// publishes i%7 persistent messages to the i-th.
+func fillFrom(m testbed.Member, names []string, k, n int) error {
+	u := url.URL{Scheme: "amqp", User: url.UserPassword(m.User, m.Password), Host: m.AMQPURL, Path: "/" + diffVhost}
+	conn, err := amqp.DialConfig(u.String(), amqp.Config{Vhost: diffVhost, Heartbeat: 10 * time.Second})
+	if err != nil {
+		return fmt.Errorf("member %s: %v", m.Node, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	// Confirms are awaited in batches: one round trip per message would
+	// take minutes.
+	var pending []*amqp.DeferredConfirmation
+	wait := func() error {
+		for _, dc := range pending {
+			if !dc.Wait() {
+				return fmt.Errorf("a publish on %s was nacked", m.Node)
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for i := k; i < len(names); i += n {
+		if _, err := ch.QueueDeclare(names[i], true, false, false, false, amqp.Table{"x-queue-master-locator": "client-local"}); err != nil {
+			return fmt.Errorf("declare %q on %s: %v", names[i], m.Node, err)
+		}
+		for range i % 7 {
+			dc, err := ch.PublishWithDeferredConfirm("", names[i], true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("diff")})
+			if err != nil {
+				return err
+			}
+			pending = append(pending, dc)
+		}
+		if len(pending) >= 500 {
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+	}
+	return wait()
+}
+
+// TestSourcesAgreeRealCluster: on the same 10k-queue cluster, the management
+// listing and the members' plugins give identical samples, odd names included.
+func TestSourcesAgreeRealCluster(t *testing.T) {
+	c := testbed.Cluster(t)
+	fillDiffVhost(t, c)
+	seedURL, _ := url.Parse(c.Members[0].MgmtURL)
+	module := func(name, source string) string {
+		// tls_config (for the member serving its plugin over TLS) binds the
+		// credentials to TLS; the seed's plain listener is allowed by scheme.
+		return fmt.Sprintf("  %s:\n    username: %s\n    password: %s\n    source: %s\n    targets: ['http://%s', 'localhost:1569[5-7]']\n    include_vhosts: '%s'\n    tls_config:\n      ca_file: %s\n",
+			name, testbed.ClusterUser, testbed.ClusterPassword, source, strings.ReplaceAll(seedURL.Host, ".", `\.`), strings.ReplaceAll(diffVhost, ".", `\.`), testbed.ClusterCAFile)
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("auth_modules:\n"+module("mgmt", "management")+module("plugin", "prometheus")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startExporter(t, nil, "--config.file="+cfg, "--no-metrics.queues")
+	p.client.Timeout = 2 * time.Minute
+	queueSamples := func(s map[string]float64) map[string]float64 {
+		out := map[string]float64{}
+		for k, v := range s {
+			if strings.HasPrefix(k, "rabbitmq_individual_queue_") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	target := "&target=" + url.QueryEscape(c.Members[0].MgmtURL)
+	// The management listing of 10k queues takes the cluster 10-20 s.
+	slow := http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"90"}}
+	var last string
+	for attempt := 0; ; attempt++ {
+		mgmt := samples(t, p.get(t, "/probe?auth_module=mgmt"+target, slow).body)
+		plugin := samples(t, p.get(t, "/probe?auth_module=plugin"+target, slow).body)
+		if plugin["rabbitmq_source_info{host=127.0.0.1,source=prometheus}"] != 1 || plugin["probe_success"] != 1 {
+			t.Fatalf("the plugin source was not used: %v", plugin)
+		}
+		a, b := queueSamples(mgmt), queueSamples(plugin)
+		if want := 3 * (diffQueues + len(diffOddNames)); len(a) != want {
+			t.Fatalf("management listing: %d samples, want %d", len(a), want)
+		}
+		last = diffSamples(a, b)
+		if last == "" {
+			return
+		}
+		// Counts settle within a stats interval after the vhost was filled.
+		if attempt == 5 {
+			t.Fatalf("the sources disagree: %s", last)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func diffSamples(a, b map[string]float64) string {
+	var diffs []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			diffs = append(diffs, fmt.Sprintf("%s: management %v, plugin %v (present %v)", k, v, w, ok))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diffs = append(diffs, k+" only from the plugin")
+		}
+	}
+	if len(diffs) > 5 {
+		diffs = append(diffs[:5], fmt.Sprintf("… %d more", len(diffs)-5))
+	}
+	return strings.Join(diffs, "; ")
+}
