@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-unit lint bench fuzz soak testbed certs clean check-dockerfile bench-go
+.PHONY: all build run test test-unit lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
 
 all: lint build test
 
@@ -52,6 +52,10 @@ certs:
 # Load/soak run against loopback fakes; stops by itself (default 60 s at 100 probes/s).
 soak:
 	./scripts/soak.sh $(SOAK_ARGS)
+
+# Issue 10 resource figures at full size (fds, goroutines, peak RSS); CI runs smaller versions.
+resources:
+	./scripts/resources.sh
 
 testbed:
 	./scripts/testbed.sh all

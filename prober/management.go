@@ -2,6 +2,8 @@ package prober
 
 import (
 	"context"
+	"errors"
+	"runtime"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
@@ -22,6 +24,12 @@ func listManagement(ctx context.Context, target config.Target, module *config.Mo
 		return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
 	})
 	if err != nil {
+		if errors.Is(err, collector.ErrTooLarge) {
+			// The set is garbage now, up to the limit in size; without a
+			// collection the next such listing would double the peak.
+			qs = nil
+			runtime.GC()
+		}
 		return nil, err
 	}
 	return &listing{queues: qs, source: config.SourceManagement}, qs.Finish()
