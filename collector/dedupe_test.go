@@ -187,3 +187,36 @@ func TestDedupeMatchesMap(t *testing.T) {
 		}
 	}
 }
+
+// TestSetKeepsEveryFamily feeds families in the same order, as the plugin
+// writes them, and checks that each queue is stored once with all its
+// counts, also after Finish.
+func TestSetKeepsEveryFamily(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5000} {
+		s := NewQueueSet("h", 0)
+		var qs []testQueue
+		for i := range n {
+			qs = append(qs, testQueue{"/", fmt.Sprintf("q%d", i), int64(3 * i), int64(i), int64(2 * i), hasAll})
+		}
+		for _, f := range []int{1, 2, 0} {
+			for _, q := range qs {
+				if dup, err := s.Set([]byte(q.vhost), []byte(q.name), f, q.counts()[f]); dup || err != nil {
+					t.Fatalf("Set: dup %v err %v", dup, err)
+				}
+			}
+		}
+		if err := s.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if s.Len() != n || s.Duplicates() != 0 || s.MissingCounts() != 0 {
+			t.Fatalf("%d queues: Len %d, Duplicates %d, MissingCounts %d", n, s.Len(), s.Duplicates(), s.MissingCounts())
+		}
+		var got bytes.Buffer
+		if _, err := s.WriteTo(&got); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := sampleMap(parse(t, got.Bytes())), sampleMap(parse(t, render(t, "h", qs))); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("%d queues: Set after Finish differs from Add", n)
+		}
+	}
+}

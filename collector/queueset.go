@@ -74,6 +74,7 @@ type QueueSet struct {
 
 	index    labelIndex
 	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
+	appendF  int    // 1 + the field of Set's first call: that family appends, later ones find
 	scratch  []byte
 	dups     int
 	firstDup string
@@ -185,7 +186,17 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 	// next queue is usually the one after the last match: one compare instead
 	// of a hash lookup. The first family appends at the end, where the cursor
 	// finds nothing; duplicates among those are left to Finish.
+	if s.appendF == 0 {
+		s.appendF = field + 1
+	}
 	e, found := s.entryAt(s.cursor)
+	if !found && field+1 != s.appendF && s.n > 0 {
+		// A later family starts again from the first queue; without this it
+		// would append a second entry for each queue, which Finish drops
+		// with its counts.
+		s.cursor = 0
+		e, found = s.entryAt(0)
+	}
 	atEnd := !found && s.index.slots == nil
 	if !atEnd && (!found || e.has&dropped != 0 || string(s.labelsOf(s.cursor)) != string(labels)) {
 		if s.index.slots == nil {
