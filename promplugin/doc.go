@@ -1,0 +1,3 @@
+// Package promplugin reads the per-queue counts from RabbitMQ's
+// rabbitmq_prometheus plugin.
+package promplugin

@@ -1,0 +1,158 @@
+package promplugin
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+)
+
+// sample is one count of one queue, labels as read (not normalised).
+type sample struct {
+	field       int
+	vhost, name string
+}
+
+// recorder is a Sink that keeps every sample, for exact comparisons.
+type recorder struct {
+	got map[sample]int64
+}
+
+func newRecorder() *recorder { return &recorder{got: map[sample]int64{}} }
+
+func (r *recorder) Set(vhost, name []byte, field int, v int64) (bool, error) {
+	k := sample{field, string(vhost), string(name)}
+	if _, dup := r.got[k]; dup {
+		return true, nil
+	}
+	r.got[k] = v
+	return false, nil
+}
+
+func (r *recorder) String() string { return formatSamples(r.got) }
+
+func formatSamples(m map[sample]int64) string {
+	var lines []string
+	for k, v := range m {
+		lines = append(lines, fmt.Sprintf("%d %q %q = %d", k.field, k.vhost, k.name, v))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func equalSamples(a, b map[sample]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// normalise replaces each byte that is not part of valid UTF-8 with U+FFFD,
+// as QueueSet and encoding/json do.
+func normalise(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// exposed writes qs out and reads it back with expfmt's parser: the samples
+// the exporter would serve, keyed by field number (the family) and labels.
+func exposed(t *testing.T, qs *collector.QueueSet) map[sample]int64 {
+	t.Helper()
+	if err := qs.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := qs.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(&buf)
+	if err != nil {
+		t.Fatalf("QueueSet output does not parse: %v", err)
+	}
+	out := map[sample]int64{}
+	for i, f := range collector.Fields() {
+		mf := mfs[f.Metric]
+		if mf == nil {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			out[sample{i, l["vhost"], l["name"]}] = int64(m.GetGauge().GetValue())
+		}
+	}
+	return out
+}
+
+// managementSamples decodes a management listing as the exporter does.
+func managementSamples(t *testing.T, body []byte) map[sample]int64 {
+	t.Helper()
+	qs := collector.NewQueueSet("h", 0)
+	err := management.DecodeQueues(bytes.NewReader(body), management.DecodeLimits{}, func(q *management.Queue) error {
+		return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
+	})
+	if err != nil {
+		t.Fatalf("management listing: %v", err)
+	}
+	return exposed(t, qs)
+}
+
+// pluginSamples parses a plugin answer into a QueueSet, as the exporter will.
+func pluginSamples(t *testing.T, body []byte) (map[sample]int64, Result, error) {
+	t.Helper()
+	qs := collector.NewQueueSet("h", 0)
+	res, err := Parse(bytes.NewReader(body), qs, nil, Limits{})
+	if err != nil {
+		return nil, res, err
+	}
+	return exposed(t, qs), res, nil
+}
+
+// diffSamples describes how got differs from want, one line per sample.
+func diffSamples(got, want map[sample]int64) string {
+	var out []string
+	for k, v := range want {
+		if w, ok := got[k]; !ok {
+			out = append(out, fmt.Sprintf("missing %d %q %q = %d", k.field, k.vhost, k.name, v))
+		} else if w != v {
+			out = append(out, fmt.Sprintf("%d %q %q = %d, want %d", k.field, k.vhost, k.name, w, v))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			out = append(out, fmt.Sprintf("extra %d %q %q = %d", k.field, k.vhost, k.name, v))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
