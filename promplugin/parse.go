@@ -140,12 +140,12 @@ type family struct {
 type blockKind uint8
 
 const (
-	blockNone    blockKind = iota // before the first # TYPE
-	blockOurs                     // one of collector.Fields' families
-	blockSingle                   // counter, gauge, untyped: lines are NAME{ or NAME
-	blockSuffix                   // summary, histogram: also NAME_sum, NAME_count, NAME_bucket
-	blockBuild                    // rabbitmq_build_info
-	blockIdentity                 // rabbitmq_identity_info
+	blockNone     blockKind = iota // before the first # TYPE
+	blockOurs                      // one of collector.Fields' families
+	blockSingle                    // counter, gauge, untyped: lines are NAME{ or NAME
+	blockSuffix                    // summary, histogram: also NAME_sum, NAME_count, NAME_bucket
+	blockBuild                     // rabbitmq_build_info
+	blockIdentity                  // rabbitmq_identity_info
 )
 
 const (
