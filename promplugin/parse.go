@@ -226,21 +226,24 @@ func (p *parser) release() {
 // run splits the body into lines within the fixed window.
 func (p *parser) run(r io.Reader) error {
 	start, end := 0, 0
+	scanned := 0 // buf[start:scanned] holds no line feed: slow readers do not rescan
 	for {
 		n, err := r.Read(p.buf[end:])
 		end += n
 		p.res.Bytes += int64(n)
 		for {
-			i := bytes.IndexByte(p.buf[start:end], '\n')
+			i := bytes.IndexByte(p.buf[scanned:end], '\n')
 			if i < 0 {
+				scanned = end
 				break
 			}
 			p.res.Lines++
 			p.lineNo = p.res.Lines
-			if err := p.line(p.buf[start : start+i]); err != nil {
+			if err := p.line(p.buf[start : scanned+i]); err != nil {
 				return err
 			}
-			start += i + 1
+			start = scanned + i + 1
+			scanned = start
 		}
 		if err == io.EOF {
 			if start < end {
@@ -263,6 +266,7 @@ func (p *parser) run(r io.Reader) error {
 				p.buf = nb
 			} else {
 				end = copy(p.buf, p.buf[start:end])
+				scanned -= start
 				start = 0
 			}
 		}

@@ -59,6 +59,10 @@ func (p *parser) info(l []byte) error {
 			if len(rest) < 3 || rest[2] != ' ' {
 				return p.ambiguous("unreadable labels in %s", p.cur)
 			}
+			if build {
+				// Known from here on: later labels need not wait.
+				p.res.Mode = modeOf(p.res.PluginVersion, p.res.RabbitMQVersion)
+			}
 			return nil
 		default:
 			return p.ambiguous("unreadable labels in %s", p.cur)
