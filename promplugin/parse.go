@@ -183,10 +183,13 @@ type parser struct {
 	rawOnly string
 
 	scratchV, scratchN []byte // unescaped labels
+
+	pos  int // of the sample being read within its family
+	memo keepMemo
 }
 
 type heldSample struct {
-	field      int
+	field, pos int
 	value      int64
 	start, end int // of the label text in heldData
 	line       int64
@@ -204,7 +207,7 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser
 	if lim.MaxFamilies <= 0 {
 		lim.MaxFamilies = defaultMaxFamilies
 	}
-	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16)}
+	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}}
 	fields := collector.Fields()
 	for i, f := range fields {
 		p.fams[i] = family{name: []byte(f.Plugin), field: i}
@@ -444,6 +447,7 @@ const (
 // sample reads `vhost="…",queue="…"} VALUE` (l starts after the '{').
 func (p *parser) sample(l []byte) error {
 	f := p.curFam
+	p.pos = f.lines
 	f.lines++
 	sp := bytes.LastIndexByte(l, ' ')
 	if sp < 2 || l[sp-1] != '}' || l[sp-2] != '"' || !bytes.HasPrefix(l, []byte(labelsOpen)) || sp-2 < len(labelsOpen) {
@@ -525,14 +529,14 @@ func (p *parser) hold(labels []byte, field int, v int64) error {
 	start := len(p.heldData)
 	p.heldData = append(p.heldData, labels...)
 	p.heldBytes += len(labels)
-	p.held = append(p.held, heldSample{field: field, value: v, start: start, end: len(p.heldData), line: p.lineNo})
+	p.held = append(p.held, heldSample{field: field, pos: p.pos, value: v, start: start, end: len(p.heldData), line: p.lineNo})
 	p.res.Held++
 	return nil
 }
 
 // emit hands one sample to the sink.
 func (p *parser) emit(vhost, name []byte, field int, v int64) error {
-	if p.keep != nil && !p.keep(vhost, name) {
+	if p.keep != nil && !p.kept(field, p.pos, vhost, name) {
 		p.res.Rejected++
 		return nil
 	}
@@ -590,7 +594,7 @@ func (p *parser) finish() error {
 	p.res.Mode = mode
 	for _, h := range p.held {
 		labels := p.heldData[h.start:h.end]
-		p.lineNo = h.line
+		p.lineNo, p.pos = h.line, h.pos
 		if err := p.slowSample(labels, &p.fams[h.field], h.value); err != nil {
 			return err
 		}
