@@ -95,9 +95,10 @@ type Result struct {
 	Rejected int
 	// Held is the number of samples whose reading waited for the version.
 	Held int
-	// Collisions counts samples for a queue the sink already had, whose
-	// names contain invalid UTF-8 (two names that differ only there become
-	// one series; the sink keeps the first value).
+	// Collisions counts samples the sink reported as repeated for names
+	// with invalid UTF-8, which the sink may turn into one series (QueueSet
+	// keeps the first value; it reports repeats only once the first family
+	// is in, and Finish counts the others in Duplicates).
 	Collisions int
 	// Bytes and Lines read.
 	Bytes int64
