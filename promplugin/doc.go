@@ -69,7 +69,8 @@
 //     and histogram blocks); one empty line ends the answer and nothing
 //     follows it. Comments, empty lines and foreign samples are refused.
 //  2. Each of our families must be present, and in raw (or unknown) mode
-//     they must have the same number of samples.
+//     they must list the same label texts (same number of samples, same sum
+//     of seeded 64-bit hashes of the text between the braces).
 //  3. A sample of ours is NAME{vhost="X"} VALUE split at the last space:
 //     VALUE is a plain non-negative integer (no space in it), so a name
 //     containing `"} ` is harmless. X must contain `",queue="` exactly once
@@ -93,7 +94,7 @@
 // early) and trailing text are refused. So every row that contains a line
 // feed is refused, provided it is rendered in at least two blocks; the
 // plugin renders every row in all four (integer values are never dropped),
-// and rule (2) refuses answers where our families disagree in length.
+// and rule (2) refuses answers where our families list different rows.
 // Nor can a name swallow whole blocks: the plugin writes every family, and
 // each of ours has exactly one "# TYPE" line in the answer (rule 1), so no
 // reading can hide one inside a name. Without line feeds each line is one

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strconv"
 	"sync"
@@ -133,8 +134,9 @@ func Parse(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits
 type family struct {
 	name  []byte
 	field int
-	seen  bool // its block was opened
-	lines int  // samples, before keep
+	seen  bool   // its block was opened
+	lines int    // samples, before keep
+	rows  uint64 // sum of the hashes of its samples' label texts
 }
 
 // blockKind is what the lines of the current block are checked against.
@@ -187,6 +189,7 @@ type parser struct {
 
 	pos  int // of the sample being read within its family
 	memo keepMemo
+	seed maphash.Seed // for family.rows
 }
 
 type heldSample struct {
@@ -208,7 +211,7 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser
 	if lim.MaxFamilies <= 0 {
 		lim.MaxFamilies = defaultMaxFamilies
 	}
-	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}}
+	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}, seed: maphash.MakeSeed()}
 	fields := collector.Fields()
 	for i, f := range fields {
 		p.fams[i] = family{name: []byte(f.Plugin), field: i}
@@ -459,6 +462,7 @@ func (p *parser) sample(l []byte) error {
 		return p.ambiguous("a sample of %s whose value is not a count: %s", f.name, clip(l))
 	}
 	labels := l[len(labelsOpen) : sp-2]
+	f.rows += maphash.Bytes(p.seed, labels)
 	// Fast path: one double quote (the separator's first) before the name,
 	// none after it, no backslash: both modes read it the same.
 	if q := bytes.IndexByte(labels, '"'); q >= 0 && bytes.HasPrefix(labels[q:], []byte(labelsMid)) {
@@ -580,10 +584,14 @@ func (p *parser) finish() error {
 	}
 	if mode != ModeEscaped {
 		// Every version that writes raw labels renders each family from the
-		// same list of queues (doc.go), so the counts must agree.
+		// same list of queues (doc.go), so the families must list the same
+		// label texts: same number, same sum of seeded 64-bit hashes.
 		for _, f := range p.fams[1:] {
 			if f.lines != p.fams[0].lines {
 				return fmt.Errorf("%w: families %s and %s list %d and %d queues", ErrAmbiguous, p.fams[0].name, f.name, p.fams[0].lines, f.lines)
+			}
+			if f.rows != p.fams[0].rows {
+				return fmt.Errorf("%w: families %s and %s list different queues", ErrAmbiguous, p.fams[0].name, f.name)
 			}
 		}
 	}

@@ -193,6 +193,7 @@ func TestStructure(t *testing.T) {
 		{"two build_info samples", strings.Replace(honest, "erlang_version=\"25.2.3\"} 1\n", "erlang_version=\"25.2.3\"} 1\nrabbitmq_build_info{rabbitmq_version=\"4.2.0\"} 1\n", 1), ErrAmbiguous},
 		{"unreadable build_info", strings.Replace(honest, `rabbitmq_version="3.10.8"`, `rabbitmq_version="3.10.8`, 1), ErrAmbiguous},
 		{"family count differs", strings.Replace(honest, "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"a\"} 0\n", "", 1), ErrAmbiguous},
+		{"family lists another queue", strings.Replace(honest, "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"a\"}", "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"c\"}", 1), ErrAmbiguous},
 	}
 	for _, c := range cases {
 		r, _, err := parseRecorded([]byte(c.body), Limits{})
