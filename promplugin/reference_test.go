@@ -14,11 +14,6 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 )
 
-// reductionsFamily is the fourth family the plugin renders from the same
-// rows. The parser needs no name for it; the raw reference below models the
-// plugin, so it does.
-const reductionsFamily = "rabbitmq_detailed_queue_process_reductions_total"
-
 // escapedLine is the slow reference for one escaped sample line.
 var escapedLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)\{vhost="((?:[^"\\]|\\[\\"n])*)",queue="((?:[^"\\]|\\[\\"n])*)"\} (0|[1-9][0-9]*)$`)
 
@@ -93,7 +88,7 @@ func expfmtReference(body []byte) (map[sample]int64, bool) {
 
 // rawReadings enumerates, by brute force, every way the plugin's raw
 // renderer could have produced body: blocks of `# TYPE`, `# HELP` and
-// samples; in the four queue families each sample is
+// samples; in our queue families each sample is
 // NAME{vhost="V",queue="N"} VALUE with V and N any bytes (line feeds
 // included), the same rows in the same order in each of them; other
 // families' samples are single lines. It returns the distinct readings of
@@ -108,7 +103,11 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 		return nil, true
 	}
 	lines := strings.Split(string(body[:len(body)-2]), "\n")
-	rowFamilies := map[string]int{reductionsFamily: -1}
+	// Only our families carry rows in this model. The plugin also renders
+	// the reductions family from the same rows, but leaving that constraint
+	// out can only add readings, so the check stays at least as strict (and
+	// matches the argument in doc.go, which needs only our families).
+	rowFamilies := map[string]int{}
 	for i, f := range collector.Fields() {
 		rowFamilies[f.Plugin] = i
 	}
@@ -169,7 +168,7 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 				r := map[sample]int64{}
 				for _, b := range blocks {
 					f, ok := rowFamilies[b.family]
-					if !ok || f < 0 {
+					if !ok {
 						continue
 					}
 					for j, c := range chosen {
