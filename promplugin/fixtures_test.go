@@ -95,3 +95,19 @@ func TestWriteEscapedFixtures(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratorsAgree: fakeapi's plugin answers describe the same queues
+// and counts as its management listings, so benchmarks can compare sources.
+func TestGeneratorsAgree(t *testing.T) {
+	o := fakeapi.Options{Queues: 3000, Vhosts: 7, StreamEvery: fakeapi.DefaultStreamEvery}
+	want := managementSamples(t, fakeapi.Generate(o))
+	for _, style := range []fakeapi.PluginStyle{fakeapi.PluginRaw, fakeapi.PluginEscaped} {
+		got, res, err := pluginSamples(t, fakeapi.GeneratePlugin(o, style))
+		if err != nil {
+			t.Fatalf("%s: %v", style, err)
+		}
+		if d := diffSamples(got, want); d != "" || res.Queues != 3000-3000/fakeapi.DefaultStreamEvery {
+			t.Fatalf("%s: %d queues; differs from the management listing:\n%s", style, res.Queues, d)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strconv"
 	"sync"
@@ -95,9 +96,10 @@ type Result struct {
 	Rejected int
 	// Held is the number of samples whose reading waited for the version.
 	Held int
-	// Collisions counts samples for a queue the sink already had, whose
-	// names contain invalid UTF-8 (two names that differ only there become
-	// one series; the sink keeps the first value).
+	// Collisions counts samples the sink reported as repeated for names
+	// with invalid UTF-8, which the sink may turn into one series (QueueSet
+	// keeps the first value; it reports repeats only once the first family
+	// is in, and Finish counts the others in Duplicates).
 	Collisions int
 	// Bytes and Lines read.
 	Bytes int64
@@ -132,8 +134,9 @@ func Parse(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits
 type family struct {
 	name  []byte
 	field int
-	seen  bool // its block was opened
-	lines int  // samples, before keep
+	seen  bool   // its block was opened
+	lines int    // samples, before keep
+	rows  uint64 // sum of the hashes of its samples' label texts
 }
 
 // blockKind is what the lines of the current block are checked against.
@@ -183,10 +186,14 @@ type parser struct {
 	rawOnly string
 
 	scratchV, scratchN []byte // unescaped labels
+
+	pos  int // of the sample being read within its family
+	memo keepMemo
+	seed maphash.Seed // for family.rows
 }
 
 type heldSample struct {
-	field      int
+	field, pos int
 	value      int64
 	start, end int // of the label text in heldData
 	line       int64
@@ -204,7 +211,7 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser
 	if lim.MaxFamilies <= 0 {
 		lim.MaxFamilies = defaultMaxFamilies
 	}
-	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16)}
+	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}, seed: maphash.MakeSeed()}
 	fields := collector.Fields()
 	for i, f := range fields {
 		p.fams[i] = family{name: []byte(f.Plugin), field: i}
@@ -444,6 +451,7 @@ const (
 // sample reads `vhost="…",queue="…"} VALUE` (l starts after the '{').
 func (p *parser) sample(l []byte) error {
 	f := p.curFam
+	p.pos = f.lines
 	f.lines++
 	sp := bytes.LastIndexByte(l, ' ')
 	if sp < 2 || l[sp-1] != '}' || l[sp-2] != '"' || !bytes.HasPrefix(l, []byte(labelsOpen)) || sp-2 < len(labelsOpen) {
@@ -454,6 +462,7 @@ func (p *parser) sample(l []byte) error {
 		return p.ambiguous("a sample of %s whose value is not a count: %s", f.name, clip(l))
 	}
 	labels := l[len(labelsOpen) : sp-2]
+	f.rows += maphash.Bytes(p.seed, labels)
 	// Fast path: one double quote (the separator's first) before the name,
 	// none after it, no backslash: both modes read it the same.
 	if q := bytes.IndexByte(labels, '"'); q >= 0 && bytes.HasPrefix(labels[q:], []byte(labelsMid)) {
@@ -525,14 +534,14 @@ func (p *parser) hold(labels []byte, field int, v int64) error {
 	start := len(p.heldData)
 	p.heldData = append(p.heldData, labels...)
 	p.heldBytes += len(labels)
-	p.held = append(p.held, heldSample{field: field, value: v, start: start, end: len(p.heldData), line: p.lineNo})
+	p.held = append(p.held, heldSample{field: field, pos: p.pos, value: v, start: start, end: len(p.heldData), line: p.lineNo})
 	p.res.Held++
 	return nil
 }
 
 // emit hands one sample to the sink.
 func (p *parser) emit(vhost, name []byte, field int, v int64) error {
-	if p.keep != nil && !p.keep(vhost, name) {
+	if p.keep != nil && !p.kept(field, p.pos, vhost, name) {
 		p.res.Rejected++
 		return nil
 	}
@@ -575,10 +584,14 @@ func (p *parser) finish() error {
 	}
 	if mode != ModeEscaped {
 		// Every version that writes raw labels renders each family from the
-		// same list of queues (doc.go), so the counts must agree.
+		// same list of queues (doc.go), so the families must list the same
+		// label texts: same number, same sum of seeded 64-bit hashes.
 		for _, f := range p.fams[1:] {
 			if f.lines != p.fams[0].lines {
 				return fmt.Errorf("%w: families %s and %s list %d and %d queues", ErrAmbiguous, p.fams[0].name, f.name, p.fams[0].lines, f.lines)
+			}
+			if f.rows != p.fams[0].rows {
+				return fmt.Errorf("%w: families %s and %s list different queues", ErrAmbiguous, p.fams[0].name, f.name)
 			}
 		}
 	}
@@ -590,7 +603,7 @@ func (p *parser) finish() error {
 	p.res.Mode = mode
 	for _, h := range p.held {
 		labels := p.heldData[h.start:h.end]
-		p.lineNo = h.line
+		p.lineNo, p.pos = h.line, h.pos
 		if err := p.slowSample(labels, &p.fams[h.field], h.value); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package promplugin
 
 import (
 	"bytes"
+	"regexp"
 	"testing"
 	"time"
 
@@ -24,18 +25,24 @@ func BenchmarkParse(b *testing.B) {
 	o := fakeapi.Options{Queues: queues, Vhosts: 10}
 	for _, style := range []fakeapi.PluginStyle{fakeapi.PluginRaw, fakeapi.PluginEscaped} {
 		body := fakeapi.GeneratePlugin(o, style)
-		for _, sink := range []string{"queueset", "nop"} {
+		for _, sink := range []string{"queueset", "nop", "queueset+keep"} {
 			b.Run(string(style)+"/"+sink, func(b *testing.B) {
+				var keep func(vhost, name []byte) bool
+				if sink == "queueset+keep" {
+					// What the exporter's include/exclude settings cost per sample.
+					vh, excl := regexp.MustCompile(`^(?:/|prod|staging|analytics)$`), regexp.MustCompile(`^(?:amq\.gen-.*)$`)
+					keep = func(vhost, name []byte) bool { return vh.Match(vhost) && !excl.Match(name) }
+				}
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
 				cpu := benchutil.CPUTime()
 				for b.Loop() {
 					var dst Sink = &nopSink{}
-					if sink == "queueset" {
+					if sink != "nop" {
 						dst = collector.NewQueueSet("rabbit-1.example.com", 0)
 					}
-					res, err := Parse(bytes.NewReader(body), dst, nil, Limits{})
-					if err != nil || res.Samples != 3*queues {
+					res, err := Parse(bytes.NewReader(body), dst, keep, Limits{})
+					if err != nil || res.Samples+res.Rejected != 3*queues {
 						b.Fatalf("%v %+v", err, res)
 					}
 				}

@@ -23,12 +23,16 @@ func pluginField(t testing.TB, family string) int {
 	return -1
 }
 
-// truth is what an honest answer for queues holds.
+// truth is what an honest answer for queues holds; of two queues with the
+// same names the first counts, as sinks keep the first value.
 func truth(t testing.TB, queues []fakeapi.PluginQueue) map[sample]int64 {
 	want := map[sample]int64{}
 	for _, q := range queues {
 		for fi, f := range fakeapi.PluginFamilies[:3] {
-			want[sample{pluginField(t, f.Name), q.Vhost, q.Name}] = [...]int64{q.Ready, q.Unacked, q.Messages}[fi]
+			k := sample{pluginField(t, f.Name), q.Vhost, q.Name}
+			if _, dup := want[k]; !dup {
+				want[k] = [...]int64{q.Ready, q.Unacked, q.Messages}[fi]
+			}
 		}
 	}
 	return want
@@ -189,6 +193,7 @@ func TestStructure(t *testing.T) {
 		{"two build_info samples", strings.Replace(honest, "erlang_version=\"25.2.3\"} 1\n", "erlang_version=\"25.2.3\"} 1\nrabbitmq_build_info{rabbitmq_version=\"4.2.0\"} 1\n", 1), ErrAmbiguous},
 		{"unreadable build_info", strings.Replace(honest, `rabbitmq_version="3.10.8"`, `rabbitmq_version="3.10.8`, 1), ErrAmbiguous},
 		{"family count differs", strings.Replace(honest, "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"a\"} 0\n", "", 1), ErrAmbiguous},
+		{"family lists another queue", strings.Replace(honest, "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"a\"}", "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"c\"}", 1), ErrAmbiguous},
 	}
 	for _, c := range cases {
 		r, _, err := parseRecorded([]byte(c.body), Limits{})
@@ -375,4 +380,34 @@ func TestErrorsAreOneLine(t *testing.T) {
 		t.Fatalf("error %q", err)
 	}
 	t.Log(err)
+}
+
+// TestKeepAskedOncePerQueue: with families in the same order keep sees each
+// queue once; when a family lists them in another order, the answers still
+// belong to the right queues.
+func TestKeepAskedOncePerQueue(t *testing.T) {
+	queues := queuesNamed("/", "a", "b", "c", "d")
+	body := string(fakeapi.RenderPlugin(fakeapi.PluginRaw, queues, fakeapi.DefaultPluginInfo(fakeapi.PluginRaw)))
+	const unackedA = "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"a\"} 0\n"
+	const unackedD = "rabbitmq_detailed_queue_messages_unacked{vhost=\"/\",queue=\"d\"} 30\n"
+	swapped := strings.Replace(strings.Replace(body, unackedA, "A\n", 1), unackedD, unackedA, 1)
+	swapped = strings.Replace(swapped, "A\n", unackedD, 1)
+	if swapped == body {
+		t.Fatal("the lines to swap are not in the answer")
+	}
+	for what, b := range map[string]string{"same order": body, "swapped": swapped} {
+		calls := 0
+		r := newRecorder()
+		_, err := Parse(strings.NewReader(b), r, func(vhost, name []byte) bool { calls++; return string(name) != "b" && string(name) != "d" }, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := truth(t, []fakeapi.PluginQueue{queues[0], queues[2]})
+		if !equalSamples(r.got, want) {
+			t.Errorf("%s: read\n%s\nwant\n%s", what, r, formatSamples(want))
+		}
+		if what == "same order" && calls != len(queues) {
+			t.Errorf("keep called %d times for %d queues", calls, len(queues))
+		}
+	}
 }

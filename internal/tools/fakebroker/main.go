@@ -5,6 +5,10 @@
 //	GET  /stats           {"requests":N,"queues":Q,"body_bytes":B,"latency":"0s"}
 //	POST /-/latency?d=300ms   delay later listings by d (0 turns it off)
 //
+// With -plugin-listen it also serves the rabbitmq_prometheus answer for the
+// same queues (GET /metrics/detailed, any query, no auth) on a second
+// address, written raw as 3.10 does or escaped as 4.x does (-plugin-style).
+//
 // It prints "listening on ADDR" once ready, so -listen 127.0.0.1:0 works.
 package main
 
@@ -18,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -34,9 +39,11 @@ func main() {
 		user     = flag.String("user", "guest", "basic-auth user")
 		password = flag.String("password", "guest", "basic-auth password")
 		latency  = flag.Duration("latency", 0, "delay before each listing answer")
+		plugin   = flag.String("plugin-listen", "", "also serve /metrics/detailed (rabbitmq_prometheus) on this address")
+		style    = flag.String("plugin-style", "raw", "raw (3.10 labels) or escaped (4.x)")
 	)
 	flag.Parse()
-	if err := run(*listen, *user, *password, *latency, fakeapi.Options{
+	if err := run(*listen, *plugin, fakeapi.PluginStyle(*style), *user, *password, *latency, fakeapi.Options{
 		Queues: *queues, Vhosts: *vhosts, StreamEvery: *streams, Shape: fakeapi.Shape(*shape),
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, "fakebroker:", err)
@@ -44,9 +51,12 @@ func main() {
 	}
 }
 
-func run(listen, user, password string, latency time.Duration, o fakeapi.Options) error {
+func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password string, latency time.Duration, o fakeapi.Options) error {
 	if o.Shape != fakeapi.Lean && o.Shape != fakeapi.Full {
 		return fmt.Errorf("unknown -shape %q (lean or full)", o.Shape)
+	}
+	if style != fakeapi.PluginRaw && style != fakeapi.PluginEscaped {
+		return fmt.Errorf("unknown -plugin-style %q (raw or escaped)", style)
 	}
 	if o.Queues < 0 {
 		return errors.New("-queues must not be negative")
@@ -81,14 +91,43 @@ func run(listen, user, password string, latency time.Duration, o fakeapi.Options
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	servers := []*http.Server{srv}
+	if pluginListen != "" {
+		psrv, err := servePlugin(pluginListen, fakeapi.GeneratePlugin(o, style), style)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		servers = append(servers, psrv)
+	}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdown)
+		for _, s := range servers {
+			s.Shutdown(shutdown)
+		}
 	}()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// servePlugin serves body as the plugin's /metrics/detailed answer.
+func servePlugin(listen string, body []byte, style fakeapi.PluginStyle) (*http.Server, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("plugin listening on %s (%d body bytes, style %s)\n", ln.Addr(), len(body), style)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics/detailed", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
 }
