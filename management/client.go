@@ -16,12 +16,6 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 )
 
-// QueuesQuery asks only for the fields we export. disable_stats and
-// enable_queue_totals (3.8.2+) skip the per-queue rate statistics, which makes
-// the listing much cheaper for the broker; older brokers ignore both and still
-// honour columns. Never add sort=: it is slow, and returns 500 on 3.13.
-const QueuesQuery = "columns=name,vhost,messages,messages_ready,messages_unacknowledged&disable_stats=true&enable_queue_totals=true"
-
 // DefaultMaxBodyBytes bounds one listing (about 2M queues in the lean form).
 const DefaultMaxBodyBytes = 512 << 20
 
@@ -59,7 +53,7 @@ var ErrBodyTooLarge = errors.New("response body exceeds the configured maximum")
 // ListQueues requests the queue listing of t and calls fn for each queue as it
 // is decoded. The whole exchange ends when ctx does.
 func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Credentials, fn func(*Queue) error) error {
-	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQuery)
+	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQuery())
 	if err != nil {
 		return err
 	}

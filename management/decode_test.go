@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -19,12 +20,12 @@ import (
 
 // testQueue is a comparable copy of Queue (whose byte slices die with the callback).
 type testQueue struct {
-	Vhost, Name                                     string
-	Messages, MessagesReady, MessagesUnacknowledged int64
-	Has                                             collector.Presence
+	Vhost, Name string
+	Counts      collector.Counts
+	Has         collector.Presence
 }
 
-// Presence bits of the three counts, in collector.Fields order.
+// Presence bits of today's counts, for the edge cases that spell their keys.
 var (
 	HasMessages               = collector.Bit(0)
 	HasMessagesReady          = collector.Bit(1)
@@ -32,22 +33,32 @@ var (
 )
 
 func decodeAll(r io.Reader, lim DecodeLimits) ([]testQueue, error) {
+	return decodeWith(r, lim, brokerKeys, nil)
+}
+
+// decodeWith decodes with the key table keys, filling stats when not nil.
+func decodeWith(r io.Reader, lim DecodeLimits, keys *queueKeys, stats *decodeStats) ([]testQueue, error) {
 	var out []testQueue
-	err := DecodeQueues(r, lim, func(q *Queue) error {
-		out = append(out, testQueue{string(q.Vhost), string(q.Name), q.Counts[0], q.Counts[1], q.Counts[2], q.Has})
+	err := decodeQueues(r, lim, keys, func(q *Queue) error {
+		out = append(out, testQueue{string(q.Vhost), string(q.Name), q.Counts, q.Has})
 		return nil
-	})
+	}, stats)
 	return out, err
 }
 
-// referenceDecode is the contract DecodeQueues must match, expressed with encoding/json alone: the
-// body must be valid JSON (json.Valid, which also enforces its nesting limit of 10000); it is an
-// array of queue objects or an object with exactly one "items" array of them. Within a queue object
-// members are taken in order with exact key matching, so the last duplicate wins; each occurrence
-// of name/vhost must unmarshal into a non-nil *string, and each count must unmarshal into *int64
-// (null clears it; encoding/json rejects strings, fractions like 1.0, exponents and overflow) and
-// must not carry a minus sign.
 func referenceDecode(data []byte) ([]testQueue, error) {
+	return referenceDecodeKeys(data, managementKeys())
+}
+
+// referenceDecodeKeys is the contract DecodeQueues must match, expressed with encoding/json alone,
+// for the count keys counts (indexed by field number): the body must be valid JSON (json.Valid,
+// which also enforces its nesting limit of 10000); it is an array of queue objects or an object
+// with exactly one "items" array of them, whose pagination members say it holds the whole listing.
+// Within a queue object members are taken in order with exact key matching, so the last duplicate
+// wins; each occurrence of name/vhost must unmarshal into a non-nil *string, and each count must
+// unmarshal into *int64 (null clears it; encoding/json rejects strings, fractions like 1.0,
+// exponents and overflow) and must not carry a minus sign.
+func referenceDecodeKeys(data []byte, counts []string) ([]testQueue, error) {
 	if !json.Valid(data) {
 		return nil, errors.New("invalid JSON")
 	}
@@ -58,49 +69,78 @@ func referenceDecode(data []byte) ([]testQueue, error) {
 	}
 	switch tok {
 	case json.Delim('['):
-		return refArray(dec)
+		return refArray(dec, counts)
 	case json.Delim('{'):
-		var out []testQueue
-		seen := false
-		for dec.More() {
-			k, err := dec.Token()
-			if err != nil {
-				return nil, err
-			}
-			if k.(string) != "items" {
-				var raw json.RawMessage
-				if err := dec.Decode(&raw); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if seen {
-				return nil, errors.New("duplicate items")
-			}
-			seen = true
-			if t, err := dec.Token(); err != nil || t != json.Delim('[') {
-				return nil, errors.New("items not an array")
-			}
-			if out, err = refArray(dec); err != nil {
-				return nil, err
-			}
-		}
-		if !seen {
-			return nil, errors.New("no items")
-		}
-		return out, nil
+		return refPaged(dec, counts)
 	}
 	return nil, errors.New("top level not array or object")
 }
 
-func refArray(dec *json.Decoder) ([]testQueue, error) {
+func refPaged(dec *json.Decoder, counts []string) ([]testQueue, error) {
+	var out []testQueue
+	seen := map[string]bool{}
+	values := map[string]int64{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key := k.(string)
+		switch key {
+		case "items":
+			if seen[key] {
+				return nil, errors.New("duplicate items")
+			}
+			seen[key] = true
+			if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+				return nil, errors.New("items not an array")
+			}
+			if out, err = refArray(dec, counts); err != nil {
+				return nil, err
+			}
+		case "page_count", "item_count", "filtered_count", "total_count":
+			if seen[key] {
+				return nil, errors.New("duplicate " + key)
+			}
+			seen[key] = true
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, err
+			}
+			var n *int64
+			if err := json.Unmarshal(raw, &n); err != nil || n == nil || bytes.HasPrefix(bytes.TrimSpace(raw), []byte("-")) {
+				return nil, fmt.Errorf("%s is not a non-negative integer", key)
+			}
+			values[key] = *n
+		default:
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !seen["items"] {
+		return nil, errors.New("no items")
+	}
+	if n, ok := values["page_count"]; ok && n > 1 {
+		return nil, errors.New("more than one page")
+	}
+	for _, key := range []string{"item_count", "filtered_count", "total_count"} {
+		if n, ok := values[key]; ok && n != int64(len(out)) {
+			return nil, errors.New(key + " is not the number of items")
+		}
+	}
+	return out, nil
+}
+
+func refArray(dec *json.Decoder, counts []string) ([]testQueue, error) {
 	var out []testQueue
 	for dec.More() {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, err
 		}
-		q, err := refQueue(bytes.TrimSpace(raw))
+		q, err := refQueue(bytes.TrimSpace(raw), counts)
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +150,7 @@ func refArray(dec *json.Decoder) ([]testQueue, error) {
 	return out, err
 }
 
-func refQueue(raw []byte) (testQueue, error) {
+func refQueue(raw []byte, counts []string) (testQueue, error) {
 	var q testQueue
 	if raw[0] != '{' {
 		return q, errors.New("element not an object")
@@ -130,9 +170,7 @@ func refQueue(raw []byte) (testQueue, error) {
 			return q, err
 		}
 		v = bytes.TrimSpace(v)
-		var dst *int64
-		var bit collector.Presence
-		switch k.(string) {
+		switch k {
 		case "name", "vhost":
 			var s *string
 			if err := json.Unmarshal(v, &s); err != nil || s == nil {
@@ -144,13 +182,9 @@ func refQueue(raw []byte) (testQueue, error) {
 				q.Vhost, haveVhost = *s, true
 			}
 			continue
-		case "messages":
-			dst, bit = &q.Messages, HasMessages
-		case "messages_ready":
-			dst, bit = &q.MessagesReady, HasMessagesReady
-		case "messages_unacknowledged":
-			dst, bit = &q.MessagesUnacknowledged, HasMessagesUnacknowledged
-		default:
+		}
+		f := slices.Index(counts, k.(string))
+		if f < 0 {
 			continue
 		}
 		var n *int64
@@ -158,13 +192,13 @@ func refQueue(raw []byte) (testQueue, error) {
 			return q, err
 		}
 		if n == nil {
-			*dst, q.Has = 0, q.Has&^bit
+			q.Counts[f], q.Has = 0, q.Has&^collector.Bit(f)
 			continue
 		}
 		if v[0] == '-' {
 			return q, errors.New("negative count")
 		}
-		*dst, q.Has = *n, q.Has|bit
+		q.Counts[f], q.Has = *n, q.Has|collector.Bit(f)
 	}
 	if !haveName || !haveVhost {
 		return q, errors.New("missing name or vhost")
@@ -173,38 +207,34 @@ func refQueue(raw []byte) (testQueue, error) {
 }
 
 // structDecode is the plain way to read the listing with encoding/json, used on the recorded
-// broker responses as a second, independent reference.
+// broker responses as a second, independent reference: a struct (built from collector.Fields)
+// with a tagged field per key. It ignores pagination members.
 func structDecode(t *testing.T, data []byte) []testQueue {
 	t.Helper()
-	type ref struct {
-		Name                   string `json:"name"`
-		Vhost                  string `json:"vhost"`
-		Messages               *int64 `json:"messages"`
-		MessagesReady          *int64 `json:"messages_ready"`
-		MessagesUnacknowledged *int64 `json:"messages_unacknowledged"`
+	fields := []reflect.StructField{
+		{Name: "Name", Type: reflect.TypeFor[string](), Tag: `json:"name"`},
+		{Name: "Vhost", Type: reflect.TypeFor[string](), Tag: `json:"vhost"`},
 	}
-	var list []ref
+	for i, f := range collector.Fields() {
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("Count%d", i), Type: reflect.TypeFor[*int64](), Tag: reflect.StructTag(`json:"` + f.Management + `"`)})
+	}
+	list := reflect.New(reflect.SliceOf(reflect.StructOf(fields)))
 	if bytes.HasPrefix(data, []byte("{")) {
-		var page struct {
-			Items []ref `json:"items"`
-		}
-		if err := json.Unmarshal(data, &page); err != nil {
+		page := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "Items", Type: list.Elem().Type(), Tag: `json:"items"`}}))
+		if err := json.Unmarshal(data, page.Interface()); err != nil {
 			t.Fatal(err)
 		}
-		list = page.Items
-	} else if err := json.Unmarshal(data, &list); err != nil {
+		list.Elem().Set(page.Elem().Field(0))
+	} else if err := json.Unmarshal(data, list.Interface()); err != nil {
 		t.Fatal(err)
 	}
 	var out []testQueue
-	for _, r := range list {
-		q := testQueue{Vhost: r.Vhost, Name: r.Name}
-		for _, c := range []struct {
-			p   *int64
-			dst *int64
-			bit collector.Presence
-		}{{r.Messages, &q.Messages, HasMessages}, {r.MessagesReady, &q.MessagesReady, HasMessagesReady}, {r.MessagesUnacknowledged, &q.MessagesUnacknowledged, HasMessagesUnacknowledged}} {
-			if c.p != nil {
-				*c.dst, q.Has = *c.p, q.Has|c.bit
+	for i := range list.Elem().Len() {
+		r := list.Elem().Index(i)
+		q := testQueue{Vhost: r.Field(1).String(), Name: r.Field(0).String()}
+		for f := range collector.NumFields {
+			if p := r.Field(2 + f); !p.IsNil() {
+				q.Counts[f], q.Has = p.Elem().Int(), q.Has|collector.Bit(f)
 			}
 		}
 		out = append(out, q)
@@ -234,12 +264,30 @@ func TestDecodeTestdata(t *testing.T) {
 		"queues-3.10.8-columns-stats.json": 4,
 		"queues-3.10.8-default.json":       4,
 		"queues-3.10.8-lean.json":          4,
-		"queues-3.10.8-paged.json":         2,
 		"queues-3.10.8-totals.json":        4,
+		"queues-3.10.8-paged-empty.json":   0,
+	}
+	// Pages of a longer listing, which the exporter must not take for the whole.
+	wantErr := map[string]string{
+		"queues-3.10.8-paged.json": `paginated response is one of 2 pages ("page_count")`,
+		"queues-4.x-paged.json":    `paginated response is one of 2 pages ("page_count")`,
 	}
 	for name, data := range testdataFiles(t) {
 		t.Run(name, func(t *testing.T) {
 			got, err := decodeAll(bytes.NewReader(data), DecodeLimits{})
+			slow, slowErr := decodeAll(iotest.OneByteReader(bytes.NewReader(data)), DecodeLimits{})
+			if fmt.Sprint(slowErr) != fmt.Sprint(err) || !reflect.DeepEqual(slow, got) {
+				t.Errorf("one byte at a time: err %v, got %+v", slowErr, slow)
+			}
+			if want, ok := wantErr[name]; ok {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("got %v, want %q", err, want)
+				}
+				if _, refErr := referenceDecode(data); refErr == nil {
+					t.Error("referenceDecode accepts it")
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,10 +300,6 @@ func TestDecodeTestdata(t *testing.T) {
 			if want, err := referenceDecode(data); err != nil || !reflect.DeepEqual(got, want) {
 				t.Errorf("DecodeQueues differs from referenceDecode (err %v):\n got %+v\nwant %+v", err, got, want)
 			}
-			slow, err := decodeAll(iotest.OneByteReader(bytes.NewReader(data)), DecodeLimits{})
-			if err != nil || !reflect.DeepEqual(slow, got) {
-				t.Errorf("one byte at a time: err %v, got %+v", err, slow)
-			}
 		})
 	}
 }
@@ -267,10 +311,10 @@ func TestDecodeTestdataValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []testQueue{
-		{"/", "fx.classic", 3, 3, 0, 7},
-		{"/", "fx.quorum", 3, 3, 0, 7},
-		{"/", "fx.stream", 0, 0, 0, 0},
-		{"fx v", `fx.q"uote`, 0, 0, 0, 7},
+		{"/", "fx.classic", collector.Counts{3, 3, 0}, 7},
+		{"/", "fx.quorum", collector.Counts{3, 3, 0}, 7},
+		{"/", "fx.stream", collector.Counts{}, 0},
+		{"fx v", `fx.q"uote`, collector.Counts{}, 7},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
@@ -288,7 +332,7 @@ type edgeCase struct {
 
 // q builds an expected queue with all three counts present.
 func q(vhost, name string, m, r, u int64) testQueue {
-	return testQueue{vhost, name, m, r, u, HasMessages | HasMessagesReady | HasMessagesUnacknowledged}
+	return testQueue{vhost, name, collector.Counts{m, r, u}, HasMessages | HasMessagesReady | HasMessagesUnacknowledged}
 }
 
 const okObj = `{"name":"a","vhost":"/"}`
@@ -297,67 +341,67 @@ var edgeCases = []edgeCase{
 	// Accepted shapes.
 	{name: "empty array", in: `[]`, want: nil},
 	{name: "whitespace everywhere", in: " \t\r\n[ \n{ \"messages\" :\t1 , \"name\"\r: \"a\" ,\"vhost\":\"/\" } ,\n{\"name\":\"b\",\"vhost\":\"/\"}\t] \n",
-		want: []testQueue{{"/", "a", 1, 0, 0, HasMessages}, {"/", "b", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "a", collector.Counts{1, 0, 0}, HasMessages}, {"/", "b", collector.Counts{}, 0}}},
 	{name: "broker key order", in: `[{"messages":10,"messages_ready":7,"messages_unacknowledged":3,"name":"q","vhost":"v"}]`,
 		want: []testQueue{q("v", "q", 10, 7, 3)}},
 	// The broker's exact spelling takes a fast path; these stay on it or leave it at the edges.
 	{name: "broker order many", in: `[{"messages":0,"messages_ready":0,"messages_unacknowledged":0,"name":"","vhost":""},` +
 		`{"messages":999999999999999999,"messages_ready":10,"messages_unacknowledged":123456789,"name":"a b","vhost":"/"},` +
 		`{"name":"s","vhost":"v"}]`,
-		want: []testQueue{q("", "", 0, 0, 0), q("/", "a b", 999999999999999999, 10, 123456789), {"v", "s", 0, 0, 0, 0}}},
+		want: []testQueue{q("", "", 0, 0, 0), q("/", "a b", 999999999999999999, 10, 123456789), {"v", "s", collector.Counts{}, 0}}},
 	{name: "broker order max int64", in: `[{"messages":9223372036854775807,"messages_ready":1,"messages_unacknowledged":2,"name":"q","vhost":"v"}]`,
 		want: []testQueue{q("v", "q", 9223372036854775807, 1, 2)}},
 	{name: "broker order escapes and utf8", in: `[{"messages":1,"messages_ready":1,"messages_unacknowledged":0,"name":"a\"b","vhost":"é"}]`,
 		want: []testQueue{q("é", "a\"b", 1, 1, 0)}},
 	{name: "broker order then more keys", in: `[{"messages":1,"messages_ready":1,"messages_unacknowledged":0,"name":"q","vhost":"v","messages":null}]`,
-		want: []testQueue{{"v", "q", 0, 1, 0, HasMessagesReady | HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", collector.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
 	{name: "broker order null count", in: `[{"messages":null,"messages_ready":1,"messages_unacknowledged":0,"name":"q","vhost":"v"}]`,
-		want: []testQueue{{"v", "q", 0, 1, 0, HasMessagesReady | HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", collector.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
 	{name: "broker order name at limit", in: `[{"name":"abcde","vhost":"vwxyz"}]`, lim: DecodeLimits{MaxStringBytes: 5},
-		want: []testQueue{{"vwxyz", "abcde", 0, 0, 0, 0}}},
+		want: []testQueue{{"vwxyz", "abcde", collector.Counts{}, 0}}},
 	{name: "broker order depth at limit", in: `[{"name":"a","vhost":"b"}]`, lim: DecodeLimits{MaxDepth: 2},
-		want: []testQueue{{"b", "a", 0, 0, 0, 0}}},
+		want: []testQueue{{"b", "a", collector.Counts{}, 0}}},
 	{name: "absent counts", in: `[{"name":"q","vhost":"v","messages_ready":2}]`,
-		want: []testQueue{{"v", "q", 0, 2, 0, HasMessagesReady}}},
+		want: []testQueue{{"v", "q", collector.Counts{0, 2, 0}, HasMessagesReady}}},
 	{name: "null counts", in: `[{"name":"q","vhost":"v","messages":null,"messages_ready":null,"messages_unacknowledged":0}]`,
-		want: []testQueue{{"v", "q", 0, 0, 0, HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", collector.Counts{}, HasMessagesUnacknowledged}}},
 	{name: "zero and max int64", in: `[{"name":"q","vhost":"v","messages":0,"messages_ready":9223372036854775807,"messages_unacknowledged":1234567890123}]`,
 		want: []testQueue{q("v", "q", 0, 9223372036854775807, 1234567890123)}},
 	{name: "duplicate count null wins", in: `[{"name":"q","vhost":"v","messages":1,"messages":null}]`,
-		want: []testQueue{{"v", "q", 0, 0, 0, 0}}},
+		want: []testQueue{{"v", "q", collector.Counts{}, 0}}},
 	{name: "duplicate count last wins", in: `[{"name":"q","vhost":"v","messages":null,"messages":5,"messages":6}]`,
-		want: []testQueue{{"v", "q", 6, 0, 0, HasMessages}}},
+		want: []testQueue{{"v", "q", collector.Counts{6, 0, 0}, HasMessages}}},
 	{name: "duplicate name last wins", in: `[{"name":"first-longer","vhost":"v","name":"b","vhost":"w"}]`,
-		want: []testQueue{{"w", "b", 0, 0, 0, 0}}},
+		want: []testQueue{{"w", "b", collector.Counts{}, 0}}},
 	{name: "simple escapes", in: `[{"name":"a\"b\\c\/d\b\f\n\r\te","vhost":""}]`,
-		want: []testQueue{{"", "a\"b\\c/d\b\f\n\r\te", 0, 0, 0, 0}}},
+		want: []testQueue{{"", "a\"b\\c/d\b\f\n\r\te", collector.Counts{}, 0}}},
 	{name: "unicode escapes", in: `[{"name":"\u00e9\u20AC\ud83d\ude00\u0000","vhost":"\u002F"}]`,
-		want: []testQueue{{"/", "é€😀\x00", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "é€😀\x00", collector.Counts{}, 0}}},
 	{name: "lone surrogates", in: `[{"name":"\ud800x\udc00|\ud800\u0041|\ud800\ud800\udc00|\udbff","vhost":"/"}]`,
-		want: []testQueue{{"/", "\uFFFDx\uFFFD|\uFFFDA|\uFFFD\U00010000|\uFFFD", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "\uFFFDx\uFFFD|\uFFFDA|\uFFFD\U00010000|\uFFFD", collector.Counts{}, 0}}},
 	{name: "surrogate then simple escape", in: `[{"name":"\ud800\n","vhost":"/"}]`,
-		want: []testQueue{{"/", "\uFFFD\n", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "\uFFFD\n", collector.Counts{}, 0}}},
 	{name: "raw utf8", in: "[{\"name\":\"é漢😀\",\"vhost\":\"/\"}]",
-		want: []testQueue{{"/", "é漢😀", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "é漢😀", collector.Counts{}, 0}}},
 	{name: "invalid utf8 replaced", in: "[{\"name\":\"a\xffb\xe2\x82|\xc0\xaf|\xed\xa0\x80\",\"vhost\":\"\x80\"}]",
-		want: []testQueue{{"\uFFFD", "a\uFFFDb\uFFFD\uFFFD|\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD", 0, 0, 0, 0}}},
+		want: []testQueue{{"\uFFFD", "a\uFFFDb\uFFFD\uFFFD|\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD", collector.Counts{}, 0}}},
 	{name: "escaped key matches", in: `[{"na\u006de":"x","\u0076host":"/","messages\u005fready":4}]`,
-		want: []testQueue{{"/", "x", 0, 4, 0, HasMessagesReady}}},
+		want: []testQueue{{"/", "x", collector.Counts{0, 4, 0}, HasMessagesReady}}},
 	{name: "keys are case sensitive", in: `[{"Name":1,"NAME":null,"name":"x","vhost":"/","Messages":"x"}]`,
-		want: []testQueue{{"/", "x", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "x", collector.Counts{}, 0}}},
 	{name: "nested skipped values", in: `[{"arguments":{"a":[1,{"b":null,"name":5}],"c":"\u0041\"","":{}},"x":[],"y":{},` +
 		`"z":-1.5e+10,"z2":0.0,"z3":1E-2,"z4":-0,"t":true,"f":false,"n":null,"s":"messages",` +
 		`"name":"q","vhost":"v","messages_details":{"rate":0.0},"messages":2}]`,
-		want: []testQueue{{"v", "q", 2, 0, 0, HasMessages}}},
+		want: []testQueue{{"v", "q", collector.Counts{2, 0, 0}, HasMessages}}},
 	{name: "paginated items last", in: `{"filtered_count":1,"page":1,"x":[{"name":5}],"items":[` + okObj + `]}`,
-		want: []testQueue{{"/", "a", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
 	{name: "paginated items first", in: `{ "items" : [` + okObj + `,` + okObj + `] , "page":{"a":[1,2]},"total_count":2}`,
-		want: []testQueue{{"/", "a", 0, 0, 0, 0}, {"/", "a", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}, {"/", "a", collector.Counts{}, 0}}},
 	{name: "paginated empty items", in: `{"items":[],"page":1}`, want: nil},
 	{name: "string exactly at limit", in: `[{"name":"abcde","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5},
-		want: []testQueue{{"/", "abcde", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "abcde", collector.Counts{}, 0}}},
 	{name: "depth exactly at limit", in: `[{"name":"a","vhost":"/","x":[1]}]`, lim: DecodeLimits{MaxDepth: 3},
-		want: []testQueue{{"/", "a", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
 
 	// Truncation.
 	{name: "empty body", in: ``, err: "truncated"},
@@ -461,6 +505,30 @@ var edgeCases = []edgeCase{
 	{name: "paginated object items", in: `{"items":{}}`, err: `"items" must be an array, found an object`},
 	{name: "paginated duplicate items", in: `{"items":[],"items":[]}`, err: `duplicate "items"`},
 	{name: "paginated bad item", in: `{"items":[1]}`, err: `is not an object`},
+	// A paginated object must hold the whole listing (rabbit_mgmt_util:range_response).
+	{name: "paginated whole", in: `{"filtered_count":2,"item_count":2,"items":[` + okObj + `,` + okObj + `],"page":1,"page_count":1,"page_size":100,"total_count":2}`,
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}, {"/", "a", collector.Counts{}, 0}}},
+	{name: "paginated whole, counts first", in: `{"total_count":1,"page_count":1,"item_count":1,"filtered_count":1,"items":[` + okObj + `]}`,
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+	{name: "paginated empty listing", in: `{"filtered_count":0,"item_count":0,"items":[],"page":1,"page_count":0,"page_size":100,"total_count":0}`, want: nil},
+	{name: "paginated nested count keys are not the page's", in: `{"x":{"page_count":2,"total_count":9},"items":[` + okObj + `]}`,
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+	{name: "paginated second page", in: `{"filtered_count":3,"item_count":1,"items":[` + okObj + `],"page":2,"page_count":2,"page_size":2,"total_count":3}`,
+		err: `paginated response is one of 2 pages ("page_count"): the listing is incomplete`},
+	{name: "paginated more pages before items", in: `{"page_count":3,"items":[` + okObj + `]}`, err: `one of 3 pages`},
+	{name: "paginated more items than a page", in: `{"items":[` + okObj + `],"total_count":2}`,
+		err: `paginated response holds 1 queues but its "total_count" is 2: the listing is incomplete`},
+	{name: "paginated filtered", in: `{"items":[` + okObj + `],"filtered_count":1,"total_count":3}`, err: `its "total_count" is 3`},
+	{name: "paginated item count differs", in: `{"item_count":2,"items":[` + okObj + `]}`, err: `its "item_count" is 2`},
+	{name: "paginated filtered count differs", in: `{"items":[],"filtered_count":1}`, err: `holds 0 queues but its "filtered_count" is 1`},
+	{name: "paginated page out of range", in: `{"items":[],"page":2,"page_count":1,"item_count":0,"total_count":1}`, err: `"total_count" is 1`},
+	{name: "paginated duplicate page_count", in: `{"page_count":1,"items":[],"page_count":1}`, err: `duplicate "page_count" key`},
+	{name: "paginated duplicate total_count", in: `{"total_count":0,"total_count":0,"items":[]}`, err: `duplicate "total_count" key`},
+	{name: "paginated null count", in: `{"items":[],"total_count":null}`, err: `paginated response field "total_count" at offset 26 must be a non-negative integer, found null`},
+	{name: "paginated string count", in: `{"items":[],"page_count":"1"}`, err: `must be a non-negative integer, found a string`},
+	{name: "paginated negative count", in: `{"items":[],"item_count":-0}`, err: `found a negative number`},
+	{name: "paginated fraction count", in: `{"items":[],"item_count":0.0}`, err: `must be an integer, found a fraction`},
+	{name: "paginated huge count", in: `{"items":[],"total_count":9223372036854775808}`, err: `overflows int64`},
 
 	// Limits.
 	{name: "name too long", in: `[{"name":"abcdef","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5},
@@ -470,7 +538,7 @@ var edgeCases = []edgeCase{
 	{name: "key too long", in: `[{"abcdef":1,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "string at offset 2 longer than 5 bytes", limitOK: true},
 	{name: "skipped string too long", in: `[{"x":"abcdef","name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "longer than 5 bytes", limitOK: true},
 	{name: "skipped number too long", in: `[{"x":1.23456,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "number at offset 6 longer than 5 bytes", limitOK: true},
-	{name: "skipped number at limit", in: `[{"x":-1.2e5,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 6}, want: []testQueue{{"/", "a", 0, 0, 0, 0}}},
+	{name: "skipped number at limit", in: `[{"x":-1.2e5,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 6}, want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
 	{name: "too deep skipped", in: `[{"name":"a","vhost":"/","x":[[1]]}]`, lim: DecodeLimits{MaxDepth: 3},
 		err: "nested deeper than 3 levels at offset 30", limitOK: true},
 	{name: "too deep paginated", in: `{"items":[{"name":"a","vhost":"/"}]}`, lim: DecodeLimits{MaxDepth: 2},
@@ -478,7 +546,7 @@ var edgeCases = []edgeCase{
 	{name: "too deep default", in: `[{"name":"a","vhost":"/","x":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}]`,
 		err: "nested deeper than 64 levels", limitOK: true},
 	{name: "deep within default", in: `[{"name":"a","vhost":"/","x":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}]`,
-		want: []testQueue{{"/", "a", 0, 0, 0, 0}}},
+		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
 }
 
 func TestDecodeEdgeCases(t *testing.T) {

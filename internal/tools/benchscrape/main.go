@@ -382,7 +382,7 @@ func runFake(args []string) error {
 	if *exporter == "" || *broker == "" || *pid == 0 || *out == "" {
 		return errors.New("fake needs -exporter, -broker, -pid and -out")
 	}
-	raw := fetch{url: *broker + "/api/queues?" + management.QueuesQuery, user: *user, password: *password}
+	raw := fetch{url: *broker + "/api/queues?" + management.QueuesQuery(), user: *user, password: *password}
 	scrape := fetch{url: *exporter + "/probe"}
 	// Streams count too: they are listed, just without counts.
 	expected := *queues
@@ -575,7 +575,7 @@ func brokerRequests(broker string) (int64, error) {
 
 // requestForms are the ways to ask a real broker for the same counts.
 var requestForms = []struct{ name, query string }{
-	{"columns+disable_stats+totals (exporter)", management.QueuesQuery},
+	{"columns+disable_stats+totals (exporter)", management.QueuesQuery()},
 	{"columns only", "columns=name,vhost,messages,messages_ready,messages_unacknowledged"},
 	{"no parameters", ""},
 }
