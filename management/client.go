@@ -1,17 +1,12 @@
 package management
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
-	"strings"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 )
@@ -29,7 +24,7 @@ type Client struct {
 // StatusError is a non-200 answer from the management API.
 type StatusError struct {
 	Code   int
-	Reason string // RabbitMQ's "reason" or a short body excerpt, one line
+	Reason string // one line from errorReason: RabbitMQ's reason, or what kind of body was not shown
 }
 
 func (e *StatusError) Error() string {
@@ -92,7 +87,7 @@ func (c *Client) get(ctx context.Context, t config.Target, cred config.Credentia
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body, secretForms(cred)...)}
+		return nil, &StatusError{Code: resp.StatusCode, Reason: errorReason(resp.Body, resp.Header.Get("Content-Type"), cred)}
 	}
 	return resp, nil
 }
@@ -122,68 +117,6 @@ func deadlineError(ctx context.Context, err error) error {
 	}
 	return errors.New("cancelled before the listing completed")
 }
-
-// secretForms are the spellings in which a broker or proxy might echo the
-// credentials back in an error page (JSON-escaped, raw, the Basic auth token).
-// The token comes first: it does not contain the raw password.
-func secretForms(cred config.Credentials) []string {
-	pw := string(cred.Password)
-	if pw == "" {
-		return nil
-	}
-	forms := []string{base64.StdEncoding.EncodeToString([]byte(cred.Username + ":" + pw))}
-	for _, escapeHTML := range []bool{true, false} {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(escapeHTML)
-		if enc.Encode(pw) == nil {
-			forms = append(forms, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(b.String()), `"`), `"`))
-		}
-	}
-	return append(forms, pw)
-}
-
-// errorReason extracts a one-line explanation from an error body: RabbitMQ's
-// JSON {"error":..,"reason":..} or the start of anything else (an HTML proxy page).
-// Any of secrets in the body is blanked out first, since the reason is logged.
-func errorReason(body io.Reader, secrets ...string) string {
-	b, _ := io.ReadAll(io.LimitReader(body, 4096))
-	s := string(b)
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, config.Secret(secret).String())
-		}
-	}
-	if i := strings.Index(s, `"reason":"`); i >= 0 {
-		rest := s[i+len(`"reason":"`):]
-		if j := strings.IndexByte(rest, '"'); j >= 0 {
-			s = rest[:j]
-		}
-	}
-	hidden := config.Secret("").String()
-	s = htmlTag.ReplaceAllStringFunc(s, func(tag string) string {
-		if tag == hidden { // looks like markup, but says a secret was blanked out
-			return tag
-		}
-		return " "
-	})
-	s = strings.Join(strings.Fields(s), " ")
-	var out strings.Builder
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			continue
-		}
-		out.WriteRune(r)
-		if out.Len() >= 200 {
-			out.WriteString("…")
-			break
-		}
-	}
-	return out.String()
-}
-
-// htmlTag matches markup in error pages from proxies, which only adds noise to a log line.
-var htmlTag = regexp.MustCompile(`<[^>]*>`)
 
 type limitedReader struct {
 	r         io.Reader
