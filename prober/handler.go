@@ -47,15 +47,15 @@ type Handler struct {
 
 	slotsOnce                sync.Once
 	probeSlots, metricsSlots chan struct{}
-	// Every answer needs a 64 KiB buffer, and a gzip compressor of about 1 MiB
-	// when the scraper asks for compression (Prometheus does by default);
-	// reusing them spares the GC several MB per second on a busy exporter.
-	bufPool, gzipPool sync.Pool
+	// Every uncompressed answer needs a 64 KiB buffer; reusing them spares the
+	// GC on a busy exporter. (Gzip answers use pargzip's own pools.)
+	bufPool sync.Pool
 }
 
 // Probe serves /probe?target=…&auth_module=…: a fresh registry per request, one broker.
 func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	setVary(w.Header())
 	params, status, err := probeQuery(r.URL.RawQuery)
 	if err != nil {
 		http.Error(w, err.Error(), status)
@@ -171,6 +171,7 @@ func moduleFor(gen *config.Generation, name string, target config.Target) (*conf
 // Metrics serves /metrics: the exporter's own metrics plus, unless disabled,
 // the queues of the configured broker.
 func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
+	setVary(w.Header())
 	gatherers := prometheus.Gatherers{h.Exporter}
 	if !h.MetricsQueues {
 		h.setWriteDeadline(w)

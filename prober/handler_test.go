@@ -1,9 +1,7 @@
 package prober
 
 import (
-	"bytes"
 	"compress/gzip"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,34 +17,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
 
 const testPassword = "pw-Do-Not-Leak-42"
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *syncBuffer) {
+func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *scrapetest.LockedBuffer) {
 	t.Helper()
 	user, pw := "monitor", testPassword
 	return newHandler(t, config.EnvFlags{Host: defaultTarget, User: &user, Password: &pw, AllowedTargets: `127\.0\.0\.1:\d+`}, "")
@@ -54,7 +32,7 @@ func newTestHandler(t *testing.T, defaultTarget string) (*Handler, *syncBuffer) 
 
 // newHandler builds a handler whose configuration comes from flags and, if
 // not empty, a config file with fileYAML, through config.Load as in main.
-func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler, *syncBuffer) {
+func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler, *scrapetest.LockedBuffer) {
 	t.Helper()
 	path := ""
 	if fileYAML != "" {
@@ -63,7 +41,7 @@ func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler,
 			t.Fatal(err)
 		}
 	}
-	logs := &syncBuffer{}
+	logs := &scrapetest.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sc, err := config.NewSafeConfig(func() (*config.Generation, error) {
 		return config.Load(&flags, path, config.BuildOptions{UserAgent: "test"})
@@ -95,8 +73,8 @@ func fixture(t *testing.T, name string) []byte {
 type scrape struct {
 	status  int
 	header  http.Header
-	body    string
-	samples map[string]float64 // "name{host,vhost,name}" or plain metric name for unlabelled
+	body    string             // as sent, compressed when Content-Encoding says so
+	samples scrapetest.Samples // of every 200 answer, decoded by its headers
 }
 
 func doScrape(t *testing.T, h http.HandlerFunc, rawQuery string, header http.Header) scrape {
@@ -108,40 +86,17 @@ func doScrape(t *testing.T, h http.HandlerFunc, rawQuery string, header http.Hea
 	rec := httptest.NewRecorder()
 	h(rec, req)
 	res := scrape{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
-	if rec.Code == http.StatusOK && !strings.Contains(res.header.Get("Content-Type"), "openmetrics") && res.header.Get("Content-Encoding") == "" {
-		res.samples = parseSamples(t, rec.Body.Bytes())
+	if rec.Code == http.StatusOK {
+		res.samples = scrapetest.Parse(t, rec.Header(), rec.Body.Bytes())
 	}
 	return res
 }
 
-func parseSamples(t *testing.T, body []byte) map[string]float64 {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("response does not parse: %v\n%s", err, body)
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			out[sampleKey(name, m)] = m.GetGauge().GetValue()
-		}
-	}
-	return out
-}
+// hostKey and queueKey name the series of the broker the tests probe (127.0.0.1).
+func hostKey(metric string) string { return scrapetest.Key(metric, "host", "127.0.0.1") }
 
-func sampleKey(name string, m *dto.Metric) string {
-	if len(m.GetLabel()) == 0 {
-		return name
-	}
-	l := map[string]string{}
-	for _, lp := range m.GetLabel() {
-		l[lp.GetName()] = lp.GetValue()
-	}
-	if l["name"] == "" && l["vhost"] == "" {
-		return fmt.Sprintf("%s{%s}", name, l["host"])
-	}
-	return fmt.Sprintf("%s{%s,%s,%s}", name, l["host"], l["vhost"], l["name"])
+func queueKey(metric, vhost, name string) string {
+	return scrapetest.Key(metric, "host", "127.0.0.1", "vhost", vhost, "name", name)
 }
 
 func fakeBroker(t *testing.T, handler http.HandlerFunc) (*httptest.Server, string) {
@@ -160,7 +115,6 @@ func serveBody(body []byte) http.HandlerFunc {
 }
 
 func TestProbeFixtures(t *testing.T) {
-	q := func(vhost, name string) string { return "{127.0.0.1," + vhost + "," + name + "}" }
 	tests := []struct {
 		fixture string
 		queues  int
@@ -169,24 +123,24 @@ func TestProbeFixtures(t *testing.T) {
 		absent  []string
 	}{
 		{fixture: "queues-3.10.8-lean.json", queues: 4, missing: 1, want: map[string]float64{
-			"rabbitmq_individual_queue_messages" + q("/", "fx.classic"):                   3,
-			"rabbitmq_individual_queue_messages_ready" + q("/", "fx.quorum"):              3,
-			"rabbitmq_individual_queue_messages_unacknowledged" + q("fx v", "fx.q\"uote"): 0,
-		}, absent: []string{"rabbitmq_individual_queue_messages" + q("/", "fx.stream")}},
+			queueKey("rabbitmq_individual_queue_messages", "/", "fx.classic"):                   3,
+			queueKey("rabbitmq_individual_queue_messages_ready", "/", "fx.quorum"):              3,
+			queueKey("rabbitmq_individual_queue_messages_unacknowledged", "fx v", "fx.q\"uote"): 0,
+		}, absent: []string{queueKey("rabbitmq_individual_queue_messages", "/", "fx.stream")}},
 		{fixture: "queues-3.13-default.json", queues: 4, missing: 2, want: map[string]float64{
-			"rabbitmq_individual_queue_messages" + q("/", "orders"):                10,
-			"rabbitmq_individual_queue_messages_ready" + q("/", "orders"):          8,
-			"rabbitmq_individual_queue_messages_unacknowledged" + q("/", "orders"): 2,
-			"rabbitmq_individual_queue_messages" + q("prod/eu", "payments.q"):      0,
+			queueKey("rabbitmq_individual_queue_messages", "/", "orders"):                10,
+			queueKey("rabbitmq_individual_queue_messages_ready", "/", "orders"):          8,
+			queueKey("rabbitmq_individual_queue_messages_unacknowledged", "/", "orders"): 2,
+			queueKey("rabbitmq_individual_queue_messages", "prod/eu", "payments.q"):      0,
 		}, absent: []string{
-			"rabbitmq_individual_queue_messages" + q("prod/eu", "events"),
-			"rabbitmq_individual_queue_messages_ready" + q("/", "on-down-node"),
+			queueKey("rabbitmq_individual_queue_messages", "prod/eu", "events"),
+			queueKey("rabbitmq_individual_queue_messages_ready", "/", "on-down-node"),
 		}},
 		{fixture: "queues-4.x-lean.json", queues: 4, missing: 2, want: map[string]float64{
-			"rabbitmq_individual_queue_messages" + q("/", "big"):                       1200000,
-			"rabbitmq_individual_queue_messages_unacknowledged" + q("/", "big"):        1000,
-			"rabbitmq_individual_queue_messages_ready" + q("vh ünï/x", "q with space"): 0,
-		}, absent: []string{"rabbitmq_individual_queue_messages" + q("/", "stream.s1")}},
+			queueKey("rabbitmq_individual_queue_messages", "/", "big"):                       1200000,
+			queueKey("rabbitmq_individual_queue_messages_unacknowledged", "/", "big"):        1000,
+			queueKey("rabbitmq_individual_queue_messages_ready", "vh ünï/x", "q with space"): 0,
+		}, absent: []string{queueKey("rabbitmq_individual_queue_messages", "/", "stream.s1")}},
 		{fixture: "queues-3.10.8-paged-empty.json", queues: 0, missing: 0},
 	}
 	for _, tc := range tests {
@@ -198,8 +152,8 @@ func TestProbeFixtures(t *testing.T) {
 				t.Fatalf("status %d: %s", res.status, res.body)
 			}
 			want := map[string]float64{
-				"probe_success": 1, "rabbitmq_up{127.0.0.1}": 1,
-				"rabbitmq_queues{127.0.0.1}": float64(tc.queues), "rabbitmq_queues_missing_counts{127.0.0.1}": float64(tc.missing),
+				"probe_success": 1, hostKey("rabbitmq_up"): 1,
+				hostKey("rabbitmq_queues"): float64(tc.queues), hostKey("rabbitmq_queues_missing_counts"): float64(tc.missing),
 			}
 			for k, v := range tc.want {
 				want[k] = v
@@ -276,7 +230,7 @@ func TestProbeBrokerFailures(t *testing.T) {
 			if res.status != http.StatusOK {
 				t.Fatalf("status = %d, want 200 with probe_success 0", res.status)
 			}
-			if res.samples["probe_success"] != 0 || res.samples["rabbitmq_up{127.0.0.1}"] != 0 {
+			if res.samples["probe_success"] != 0 || res.samples[hostKey("rabbitmq_up")] != 0 {
 				t.Errorf("want probe_success 0 and rabbitmq_up 0:\n%s", res.body)
 			}
 			if strings.Contains(res.body, "rabbitmq_individual_queue") {
@@ -394,7 +348,7 @@ func TestConcurrentProbesShareOneRequest(t *testing.T) {
 		t.Fatalf("%d broker requests for %d concurrent probes, want 1", got, n)
 	}
 	for i, r := range results {
-		if r.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,q}"] != 4 {
+		if r.samples[queueKey("rabbitmq_individual_queue_messages", "/", "q")] != 4 {
 			t.Errorf("probe %d did not get the shared result:\n%s", i, r.body)
 		}
 	}
@@ -436,7 +390,7 @@ func TestNegotiation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parseSamples(t, plain)["rabbitmq_individual_queue_messages_ready{127.0.0.1,/,fx.quorum}"] != 3 {
+	if scrapetest.ParseText(t, string(plain))[queueKey("rabbitmq_individual_queue_messages_ready", "/", "fx.quorum")] != 3 {
 		t.Errorf("gzip body lacks samples:\n%s", plain)
 	}
 	if acceptsGzip("gzip;q=0") || !acceptsGzip("deflate, gzip;q=0.5") || acceptsGzip("identity") {
@@ -454,7 +408,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	h.Exporter = reg
 
 	res := doScrape(t, h.Metrics, "", nil)
-	if res.samples["exporter_own_metric"] != 7 || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,fx.classic}"] != 3 || res.samples["rabbitmq_up{127.0.0.1}"] != 1 {
+	if res.samples["exporter_own_metric"] != 7 || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "fx.classic")] != 3 || res.samples[hostKey("rabbitmq_up")] != 1 {
 		t.Fatalf("want own metrics and queues:\n%s", res.body)
 	}
 	if _, ok := res.samples["probe_success"]; ok {
@@ -542,11 +496,11 @@ func TestFiltersApply(t *testing.T) {
 	_, addr := fakeBroker(t, serveBody(body))
 	h, _ := newHandler(t, config.EnvFlags{Host: addr, IncludeVhosts: "prod|staging", ExcludeQueues: `.*\.tmp`}, "")
 	res := doScrape(t, h.Probe, "", nil)
-	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,prod,keep.1}"] != 1 || res.samples["rabbitmq_queues{127.0.0.1}"] != 1 {
+	if res.samples[queueKey("rabbitmq_individual_queue_messages", "prod", "keep.1")] != 1 || res.samples[hostKey("rabbitmq_queues")] != 1 {
 		t.Fatalf("filter result wrong:\n%s", res.body)
 	}
-	for _, gone := range []string{"{127.0.0.1,prod,drop.tmp}", "{127.0.0.1,test,keep.2}"} {
-		if _, ok := res.samples["rabbitmq_individual_queue_messages"+gone]; ok {
+	for _, gone := range []string{queueKey("rabbitmq_individual_queue_messages", "prod", "drop.tmp"), queueKey("rabbitmq_individual_queue_messages", "test", "keep.2")} {
+		if _, ok := res.samples[gone]; ok {
 			t.Errorf("%s should be filtered out", gone)
 		}
 	}
