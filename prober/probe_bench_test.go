@@ -2,6 +2,7 @@ package prober
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,17 +15,24 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
 )
 
-// discardResponse is a ResponseWriter that keeps nothing, so the benchmark
-// measures the handler and not a growing recorder buffer.
+// discardResponse is a ResponseWriter that keeps nothing (or passes the body
+// to w), so the benchmark measures the handler and not a growing recorder buffer.
 type discardResponse struct {
 	header http.Header
 	status int
 	n      int64
+	w      io.Writer
 }
 
-func (d *discardResponse) Header() http.Header         { return d.header }
-func (d *discardResponse) WriteHeader(code int)        { d.status = code }
-func (d *discardResponse) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+func (d *discardResponse) Header() http.Header  { return d.header }
+func (d *discardResponse) WriteHeader(code int) { d.status = code }
+func (d *discardResponse) Write(p []byte) (int, error) {
+	d.n += int64(len(p))
+	if d.w != nil {
+		return d.w.Write(p)
+	}
+	return len(p), nil
+}
 
 // BenchmarkProbe runs the whole /probe handler against a fake management API
 // over loopback HTTP: request, streaming decode, QueueSet, exposition.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
@@ -64,9 +65,9 @@ func TestRealBrokerExactCounts(t *testing.T) {
 
 	// The exporter reads the lean listing, whose totals can lag the per-queue
 	// endpoint by a stats interval: retry until it agrees, then assert strictly.
-	check := func(body string) error {
-		s := samples(t, body)
-		if s[`rabbitmq_up{host=`+host+`}`] != 1 {
+	check := func(res response) error {
+		s := res.samples(t)
+		if s[scrapetest.Key("rabbitmq_up", "host", host)] != 1 {
 			return fmt.Errorf("rabbitmq_up != 1")
 		}
 		for _, q := range queues {
@@ -87,7 +88,7 @@ func TestRealBrokerExactCounts(t *testing.T) {
 				}
 			}
 		}
-		if s[`rabbitmq_queues_missing_counts{host=`+host+`}`] < 1 {
+		if s[scrapetest.Key("rabbitmq_queues_missing_counts", "host", host)] < 1 {
 			return fmt.Errorf("rabbitmq_queues_missing_counts should count the stream queue")
 		}
 		return nil
@@ -100,11 +101,11 @@ func TestRealBrokerExactCounts(t *testing.T) {
 			if res.status != 200 {
 				t.Fatalf("GET %s: %d %s", path, res.status, res.body)
 			}
-			if lastErr = check(res.body); lastErr == nil {
-				if strings.HasPrefix(path, "/probe") && samples(t, res.body)["probe_success"] != 1 {
+			if lastErr = check(res); lastErr == nil {
+				if strings.HasPrefix(path, "/probe") && res.samples(t)["probe_success"] != 1 {
 					t.Fatalf("GET %s: probe_success != 1", path)
 				}
-				promtoolCheck(t, res.body)
+				scrapetest.Promtool(t, res.header, []byte(res.body))
 				break
 			}
 			if time.Now().After(deadline) {
@@ -184,7 +185,7 @@ func TestTwoBrokersOneExporter(t *testing.T) {
 		if res.status != 200 {
 			return res, nil
 		}
-		return res, samples(t, res.body)
+		return res, res.samples(t)
 	}
 	_, sa := probe(pa.Host, "a")
 	_, sb := probe(pb.Host, "b")
@@ -203,7 +204,7 @@ func TestTwoBrokersOneExporter(t *testing.T) {
 		t.Fatalf("module a on the second node: %d %s", res.status, res.body)
 	}
 	res, s := probe(pa.Host, "b_creds_everywhere")
-	if s["probe_success"] != 0 || s["rabbitmq_up{host=127.0.0.1}"] != 0 || strings.Contains(res.body, "rabbitmq_individual_queue") {
+	if s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 0 || strings.Contains(res.body, "rabbitmq_individual_queue") {
 		t.Fatalf("second node's credentials on the primary must fail cleanly:\n%s", res.body)
 	}
 	p.waitLog(t, "answered 401 Unauthorized")
@@ -230,8 +231,8 @@ func TestRealBrokerFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			res := p.get(t, "/probe?target="+url.QueryEscape(tc.target), nil)
-			s := samples(t, res.body)
-			if res.status != 200 || s["probe_success"] != 0 || s["rabbitmq_up{host="+tc.host+"}"] != 0 {
+			s := res.samples(t)
+			if res.status != 200 || s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", tc.host)] != 0 {
 				t.Fatalf("%d\n%s", res.status, res.body)
 			}
 			p.waitLog(t, tc.log)

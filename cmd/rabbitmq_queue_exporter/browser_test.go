@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
 
 const (
@@ -127,7 +129,7 @@ type webDriver struct {
 	base    string // http://127.0.0.1:port
 	session string
 	client  *http.Client
-	logs    *lockedBuffer
+	logs    *scrapetest.LockedBuffer
 }
 
 // startWebDriver runs chromedriver on a free port, opens a headless Chromium
@@ -137,7 +139,7 @@ func startWebDriver(ctx context.Context, t *testing.T) *webDriver {
 	t.Helper()
 	addr := freePort(t)
 	port := addr[strings.LastIndex(addr, ":")+1:]
-	wd := &webDriver{t: t, ctx: ctx, base: "http://" + addr, client: &http.Client{Timeout: 30 * time.Second}, logs: &lockedBuffer{}}
+	wd := &webDriver{t: t, ctx: ctx, base: "http://" + addr, client: &http.Client{Timeout: 30 * time.Second}, logs: &scrapetest.LockedBuffer{}}
 
 	cmd := exec.Command(chromedriverPath, "--port="+port, "--allowed-ips=127.0.0.1")
 	cmd.Stdout = wd.logs

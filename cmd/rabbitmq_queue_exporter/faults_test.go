@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
 
 // Distinctive secrets: the leak test greps every log line and response for
@@ -363,49 +361,8 @@ func expectedQueues(t *testing.T, host, listing string) map[string]float64 {
 			"rabbitmq_individual_queue_messages_unacknowledged": q.Unacked,
 		} {
 			if v != nil {
-				out[exactKey(metric, map[string]string{"host": host, "vhost": q.Vhost, "name": q.Name})] = float64(*v)
+				out[scrapetest.KeyOf(metric, map[string]string{"host": host, "vhost": q.Vhost, "name": q.Name})] = float64(*v)
 			}
-		}
-	}
-	return out
-}
-
-// exactKey is an unambiguous series key: label values are quoted with
-// strconv.Quote, so no value can imitate a separator.
-func exactKey(metric string, labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for k := range labels {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	b.WriteString(metric)
-	for _, k := range names {
-		b.WriteString(" " + k + "=" + strconv.Quote(labels[k]))
-	}
-	return b.String()
-}
-
-// parseExact parses a text exposition into exactKey -> value.
-func parseExact(t *testing.T, body string) map[string]float64 {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("exposition does not parse: %v\n%.2000s", err, body)
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			k := exactKey(name, labels)
-			if _, dup := out[k]; dup {
-				t.Errorf("duplicate series %s", k)
-			}
-			out[k] = value(mf, m)
 		}
 	}
 	return out
@@ -541,7 +498,7 @@ func faultCases() []faultCase {
 					}
 				}
 			}
-			promtoolCheck(t, res.body)
+			scrapetest.Promtool(t, res.header, []byte(res.body))
 		}
 	}
 	cases := []faultCase{
@@ -607,7 +564,7 @@ func faultCases() []faultCase {
 			check: func(t *testing.T, e *faultEnv, res response, got map[string]float64) {
 				queuesExact(e.broker.casesListing("missing-counts"))(t, e, res, got)
 				h := map[string]string{"host": "127.0.0.1"}
-				if got[exactKey("rabbitmq_queues", h)] != 4 || got[exactKey("rabbitmq_queues_missing_counts", h)] != 2 {
+				if got[scrapetest.KeyOf("rabbitmq_queues", h)] != 4 || got[scrapetest.KeyOf("rabbitmq_queues_missing_counts", h)] != 2 {
 					t.Errorf("rabbitmq_queues / _missing_counts wrong:\n%s", res.body)
 				}
 			}},
@@ -781,7 +738,7 @@ func (e *faultEnv) goroutines(t *testing.T) float64 {
 	e.broker.tls.CloseClientConnections()
 	e.p.client.CloseIdleConnections()
 	time.Sleep(100 * time.Millisecond)
-	return samples(t, e.p.get(t, "/metrics", nil).body)["go_goroutines"]
+	return e.p.get(t, "/metrics", nil).samples(t)["go_goroutines"]
 }
 
 func TestFaultMatrix(t *testing.T) {
@@ -827,14 +784,14 @@ func TestFaultMatrix(t *testing.T) {
 				}
 				return
 			}
-			got := parseExact(t, res.body)
+			got := res.samples(t)
 			if v, ok := got["probe_success"]; !ok || v != c.success {
 				t.Errorf("probe_success = %v (present %v), want %v", v, ok, c.success)
 			}
 			if _, ok := got["probe_duration_seconds"]; !ok {
 				t.Error("no probe_duration_seconds")
 			}
-			if v, ok := got[exactKey("rabbitmq_up", map[string]string{"host": c.host})]; !ok || v != c.success {
+			if v, ok := got[scrapetest.KeyOf("rabbitmq_up", map[string]string{"host": c.host})]; !ok || v != c.success {
 				t.Errorf("rabbitmq_up{host=%q} = %v (present %v), want %v\n%.1000s", c.host, v, ok, c.success, res.body)
 			}
 			if c.success == 0 {
@@ -926,17 +883,17 @@ func TestTwoGigabyteListingStreams(t *testing.T) {
 	start := time.Now()
 	res := p.get(t, "/probe", nil)
 	elapsed := time.Since(start)
-	got := parseExact(t, res.body)
+	got := res.samples(t)
 	h := map[string]string{"host": "127.0.0.1"}
 	n, ok := b.bytesWritten("2gb-padded")
 	queues, _ := b.bytesWritten("2gb-padded-queues")
 	if !ok || n < twoGB {
 		t.Fatalf("the fake wrote %d bytes, want the whole 2 GiB", n)
 	}
-	if got["probe_success"] != 1 || got[exactKey("rabbitmq_up", h)] != 1 || got[exactKey("rabbitmq_queues", h)] != float64(queues) {
+	if got["probe_success"] != 1 || got[scrapetest.KeyOf("rabbitmq_up", h)] != 1 || got[scrapetest.KeyOf("rabbitmq_queues", h)] != float64(queues) {
 		t.Fatalf("want a successful probe with all %d queues:\n%.1000s\n%s", queues, res.body, p.logs)
 	}
-	if last := exactKey("rabbitmq_individual_queue_messages", map[string]string{"host": "127.0.0.1", "vhost": "/", "name": fmt.Sprintf("q-%d", queues-1)}); got[last] != 1 {
+	if last := scrapetest.KeyOf("rabbitmq_individual_queue_messages", map[string]string{"host": "127.0.0.1", "vhost": "/", "name": fmt.Sprintf("q-%d", queues-1)}); got[last] != 1 {
 		t.Errorf("the last queue of the listing, %s, is missing", last)
 	}
 	hwm := vmHWM(t, p.cmd.Process.Pid)

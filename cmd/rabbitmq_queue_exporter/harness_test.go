@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,14 +13,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
 
 // exporterBinary is built once by TestMain through scripts/build.sh, the same
@@ -59,29 +55,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type exporterProc struct {
 	cmd    *exec.Cmd
 	addr   string // host:port it listens on
 	scheme string
-	logs   *lockedBuffer
+	logs   *scrapetest.LockedBuffer
 	done   chan error
 	client *http.Client
 }
@@ -101,7 +79,7 @@ func freePort(t *testing.T) string {
 func startExporter(t *testing.T, env []string, args ...string) *exporterProc {
 	t.Helper()
 	addr := freePort(t)
-	p := &exporterProc{addr: addr, scheme: "http", logs: &lockedBuffer{}, done: make(chan error, 1),
+	p := &exporterProc{addr: addr, scheme: "http", logs: &scrapetest.LockedBuffer{}, done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second}}
 	for _, a := range args {
 		if strings.HasPrefix(a, "--web.config.file=") {
@@ -183,48 +161,15 @@ func (p *exporterProc) get(t *testing.T, path string, header http.Header) respon
 	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
 
-// samples parses a text exposition into "name{k=v,...}" (labels sorted) -> value.
-func samples(t *testing.T, body string) map[string]float64 {
+// samples decodes the answer by its Content-Type and Content-Encoding.
+func (r response) samples(t *testing.T) scrapetest.Samples {
 	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("exposition does not parse: %v\n%s", err, body)
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			out[seriesKey(name, m.GetLabel())] = value(mf, m)
-		}
-	}
-	return out
+	return scrapetest.Parse(t, r.header, []byte(r.body))
 }
 
-func value(mf *dto.MetricFamily, m *dto.Metric) float64 {
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	default:
-		return m.GetUntyped().GetValue()
-	}
-}
-
-func seriesKey(name string, labels []*dto.LabelPair) string {
-	parts := make([]string, 0, len(labels))
-	for _, l := range labels {
-		parts = append(parts, l.GetName()+"="+l.GetValue())
-	}
-	if len(parts) == 0 {
-		return name
-	}
-	return name + "{" + strings.Join(parts, ",") + "}"
-}
-
-// queueKey is the series key of a per-queue sample (labels in sorted order).
+// queueKey is the series key of a per-queue sample.
 func queueKey(metric, host, vhost, name string) string {
-	return metric + "{host=" + host + ",name=" + name + ",vhost=" + vhost + "}"
+	return scrapetest.Key(metric, "host", host, "vhost", vhost, "name", name)
 }
 
 func x509Pool(t *testing.T, pemBytes []byte) *x509.CertPool {
@@ -252,24 +197,4 @@ func (p *exporterProc) waitLog(t *testing.T, substr string) {
 func execScript(path string, args ...string) (string, error) {
 	out, err := exec.Command(path, args...).CombinedOutput()
 	return string(out), err
-}
-
-// promtoolCheck runs `promtool check metrics` on an exposition: it must pass
-// with no warnings (naming, HELP texts, duplicate families). CI must have
-// promtool (scripts/test-deps.sh installs it).
-func promtoolCheck(t *testing.T, body string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not installed (scripts/test-deps.sh installs it)")
-		}
-		t.Log("promtool not installed; skipping promtool check metrics")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
 }

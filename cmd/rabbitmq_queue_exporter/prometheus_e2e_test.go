@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
@@ -72,7 +73,7 @@ scrape_configs:
 `, pa.Host, pb.Host, exp.addr)), 0o600)
 	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	promLogs := &lockedBuffer{}
+	promLogs := &scrapetest.LockedBuffer{}
 	prom.Stdout, prom.Stderr = promLogs, promLogs
 	if err := prom.Start(); err != nil {
 		t.Fatal(err)

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
@@ -58,22 +55,17 @@ func TestRecoveryAfterBrokerRestart(t *testing.T) {
 			r.err = err.Error()
 			return r
 		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		mfs, err := scrapetest.Decode(resp.Header, body)
 		if err != nil {
 			r.err = "unparsable answer: " + err.Error()
 			return r
 		}
-		for name, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				switch {
-				case name == "probe_success":
-					r.success = m.GetGauge().GetValue()
-				case name == "rabbitmq_up" && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "127.0.0.1":
-					r.up = m.GetGauge().GetValue()
-				}
-			}
+		got, err := scrapetest.Flatten(mfs)
+		if err != nil {
+			r.err = "unparsable answer: " + err.Error()
+			return r
 		}
+		r.success, r.up = got["probe_success"], got[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")]
 		return r
 	}
 	check := func(phase string, r recoveryProbe) {

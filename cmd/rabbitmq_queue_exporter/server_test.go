@@ -105,7 +105,7 @@ func TestReloadPasswordFile(t *testing.T) {
 
 	p := startExporter(t, []string{"RABBITMQ_HOST=" + u.Host, "RABBITMQ_PASSWORD_FILE=" + pwFile}, "--config.file="+cfg)
 	probe := func(query string) map[string]float64 {
-		return samples(t, p.get(t, "/probe?"+query, nil).body)
+		return p.get(t, "/probe?"+query, nil).samples(t)
 	}
 	if s := probe(""); s["probe_success"] != 1 || lastPassword.Load() != "first-secret" {
 		t.Fatalf("first probe: %v, password %v", s, lastPassword.Load())
@@ -137,7 +137,7 @@ func TestReloadPasswordFile(t *testing.T) {
 	if s := probe("auth_module=m"); s["probe_success"] != 1 {
 		t.Fatal("old configuration lost after a failed reload")
 	}
-	m := samples(t, p.get(t, "/metrics", nil).body)
+	m := p.get(t, "/metrics", nil).samples(t)
 	if m["rabbitmq_queue_exporter_config_last_reload_successful"] != 0 || m["rabbitmq_queue_exporter_config_last_reload_success_timestamp_seconds"] < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Fatalf("reload metrics wrong: %v", m["rabbitmq_queue_exporter_config_last_reload_successful"])
 	}
@@ -147,7 +147,7 @@ func TestReloadPasswordFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 || samples(t, p.get(t, "/metrics", nil).body)["rabbitmq_queue_exporter_config_last_reload_successful"] != 1 {
+	if resp.StatusCode != 200 || p.get(t, "/metrics", nil).samples(t)["rabbitmq_queue_exporter_config_last_reload_successful"] != 1 {
 		t.Fatalf("good reload: %d", resp.StatusCode)
 	}
 	if strings.Contains(p.logs.String(), "second-secret") || strings.Contains(p.logs.String(), "first-secret") {

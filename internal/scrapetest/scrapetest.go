@@ -223,3 +223,12 @@ func formatFloat(f float64) string {
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
+
+// KeyOf is Key with the labels given as a map.
+func KeyOf(name string, labels map[string]string) string {
+	pairs := make([][2]string, 0, len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, [2]string{k, v})
+	}
+	return key(name, pairs)
+}
