@@ -64,8 +64,8 @@ func (h *Handler) writeMetrics(w http.ResponseWriter, r *http.Request, logger *s
 	var out io.Writer
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		header.Set("Content-Encoding", "gzip")
-		// The gzip writer gathers its input into 1 MiB segments itself, so
-		// no bufio.Writer goes in front of it.
+		// The gzip writer gathers its input into segments itself, so no
+		// bufio.Writer goes in front of it.
 		zw := pargzip.NewWriter(w)
 		defer func() {
 			if err := zw.Close(); err != nil {

@@ -3,13 +3,14 @@
 //
 //	benchscrape freeport                 print a free loopback TCP port
 //	benchscrape wait URL...              wait until each URL answers (any status)
-//	benchscrape fake [flags]             exporter vs the fake broker: scrape, floor, RSS, singleflight
+//	benchscrape fake [flags]             exporter vs the fake broker: scrape, floor, RSS, singleflight, gzip
 //	benchscrape real [flags]             exporter vs a real broker: scrape vs raw request forms
 //	benchscrape report FILE              print the table and the target verdicts
 //
 // fake and real append one JSON line per run to -out; report reads them back.
-// Every download uses one keep-alive client without compression, so the
-// exporter's answer, the broker body and the blob are fetched the same way.
+// Every download uses one keep-alive client that does not decompress, so the
+// exporter's answer, the broker body and the blobs are fetched the same way;
+// the gzip rows ask for gzip by hand and time the compressed download.
 package main
 
 import (
@@ -28,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
@@ -109,6 +112,7 @@ func waitAll(urls []string, timeout time.Duration) error {
 // fetch is one timed GET.
 type fetch struct {
 	url, user, password, accept string
+	gzip                        bool // ask for gzip; the body is timed and counted compressed
 }
 
 type fetched struct {
@@ -135,6 +139,10 @@ func (f fetch) do(sink io.Writer) (fetched, error) {
 	if f.accept != "" {
 		req.Header.Set("Accept", f.accept)
 	}
+	if f.gzip {
+		// Set by hand, the transport neither adds it nor decompresses.
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
@@ -158,6 +166,9 @@ func (f fetch) do(sink io.Writer) (fetched, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return res, fmt.Errorf("GET %s: status %d", f.url, resp.StatusCode)
+	}
+	if got := resp.Header.Get("Content-Encoding"); (got == "gzip") != f.gzip {
+		return res, fmt.Errorf("GET %s: Content-Encoding %q (gzip asked: %v)", f.url, got, f.gzip)
 	}
 	return res, nil
 }
@@ -198,6 +209,15 @@ type result struct {
 	ConcurrentRequests int64   `json:"concurrent_requests,omitempty"`
 	ConcurrentLatency  string  `json:"concurrent_latency,omitempty"`
 	ExporterCPUS       float64 `json:"exporter_cpu_s_per_scrape,omitempty"`
+
+	// fake, gzip: the same answer asked for with Accept-Encoding: gzip
+	GzScrapeS      float64 `json:"gzip_scrape_s,omitempty"`
+	GzBlobS        float64 `json:"gzip_blob_s,omitempty"`
+	CompressS      float64 `json:"klauspost_bestspeed_s,omitempty"`
+	GzFloorS       float64 `json:"gzip_floor_s,omitempty"`
+	GzRespBytes    int64   `json:"gzip_response_bytes,omitempty"`
+	GzBlobBytes    int64   `json:"gzip_blob_bytes,omitempty"`
+	GzExporterCPUS float64 `json:"gzip_exporter_cpu_s_per_scrape,omitempty"`
 
 	// real
 	Forms []formResult `json:"forms,omitempty"`
@@ -326,6 +346,49 @@ func saveFormats(scrape fetch, dir string, queues int) error {
 	return nil
 }
 
+// compressBestSpeed gzips b with klauspost/compress at BestSpeed in one
+// goroutine, the reference the gzip floor is made of.
+func compressBestSpeed(w io.Writer, b []byte) (int64, error) {
+	cw := &countingWriter{w: w}
+	zw, err := gzip.NewWriterLevel(cw, gzip.BestSpeed)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return 0, err
+	}
+	err = zw.Close()
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// checkGzipScrape makes sure the gzip answer is a successful scrape too.
+func checkGzipScrape(f fetch, queues int) error {
+	var body bytes.Buffer
+	if _, err := f.do(&body); err != nil {
+		return err
+	}
+	zr, err := gzip.NewReader(&body)
+	if err != nil {
+		return fmt.Errorf("gzip answer: %w", err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		return fmt.Errorf("gzip answer: %w", err)
+	}
+	return checkScrape(plain[:min(len(plain), 64<<10)], queues)
+}
+
 func countEOF(path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -345,14 +408,17 @@ func countEOF(path string) (int, error) {
 
 // blobServer serves a pre-rendered byte slice: the cheapest possible way to
 // deliver an answer of that size. No Content-Length, so it is sent chunked
-// like the exporter's streamed answer.
-func blobServer(blob []byte) (string, func(), error) {
+// like the exporter's streamed answer. encoding is its Content-Encoding.
+func blobServer(blob []byte, encoding string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		if encoding != "" {
+			w.Header().Set("Content-Encoding", encoding)
+		}
 		w.Write(blob)
 	})}
 	go srv.Serve(ln)
@@ -405,7 +471,7 @@ func runFake(args []string) error {
 			return err
 		}
 	}
-	blobURL, stop, err := blobServer(answer.Bytes())
+	blobURL, stop, err := blobServer(answer.Bytes(), "")
 	if err != nil {
 		return err
 	}
@@ -418,34 +484,67 @@ func runFake(args []string) error {
 		return err
 	}
 
-	// Rounds interleave the three downloads, rotating their order, so load
-	// from elsewhere on the machine hits all of them alike.
+	// The gzip floor: the answer compressed by klauspost/compress at
+	// BestSpeed, downloaded like the plain blob, plus the time that
+	// compression takes here on one core.
+	gzScrape := scrape
+	gzScrape.gzip = true
+	if err := checkGzipScrape(gzScrape, expected); err != nil {
+		return err
+	}
+	var gzAnswer bytes.Buffer
+	if _, err := compressBestSpeed(&gzAnswer, answer.Bytes()); err != nil {
+		return err
+	}
+	gzBlobURL, stopGz, err := blobServer(gzAnswer.Bytes(), "gzip")
+	if err != nil {
+		return err
+	}
+	defer stopGz()
+	gzBlob := fetch{url: gzBlobURL, gzip: true}
+	if _, err := gzBlob.do(nil); err != nil {
+		return err
+	}
+
+	// Rounds interleave the downloads and the compression, rotating their
+	// order, so load from elsewhere on the machine hits all of them alike.
 	kinds := []struct {
 		name string
-		f    fetch
-	}{{"raw", raw}, {"blob", blob}, {"scrape", scrape}}
+		f    func() (fetched, error)
+	}{
+		{"raw", func() (fetched, error) { return raw.do(nil) }},
+		{"blob", func() (fetched, error) { return blob.do(nil) }},
+		{"scrape", func() (fetched, error) { return scrape.do(nil) }},
+		{"gzip_blob", func() (fetched, error) { return gzBlob.do(nil) }},
+		{"klauspost_bestspeed", func() (fetched, error) {
+			start := time.Now()
+			n, err := compressBestSpeed(io.Discard, answer.Bytes())
+			return fetched{dur: time.Since(start), bytes: n}, err
+		}},
+		{"gzip_scrape", func() (fetched, error) { return gzScrape.do(nil) }},
+	}
 	samples := map[string][]float64{}
-	var brokerBytes, respBytes int64
+	bytesOf := map[string]int64{}
 	start := time.Now()
 	round := 0
 	for ; round < *runs || (round < *maxRuns && time.Since(start) < *minTime); round++ {
 		for k := range kinds {
 			kind := kinds[(k+round)%len(kinds)]
-			res, err := kind.f.do(nil)
+			res, err := kind.f()
 			if err != nil {
 				return err
 			}
 			samples[kind.name] = append(samples[kind.name], res.dur.Seconds())
-			switch kind.name {
-			case "raw":
-				brokerBytes = res.bytes
-			case "scrape":
-				respBytes = res.bytes
-			}
+			bytesOf[kind.name] = res.bytes
 		}
 	}
+	brokerBytes, respBytes := bytesOf["raw"], bytesOf["scrape"]
 
 	cpu, err := cpuPerScrape(scrape, *pid, *cpuScrapes)
+	if err != nil {
+		return err
+	}
+	gzCPU, err := cpuPerScrape(gzScrape, *pid, *cpuScrapes)
 	if err != nil {
 		return err
 	}
@@ -463,10 +562,15 @@ func runFake(args []string) error {
 		RawS: median(samples["raw"]), BlobS: median(samples["blob"]),
 		Concurrent: *concurrency, ConcurrentRequests: reqs, ConcurrentLatency: latency.String(),
 		ExporterCPUS: cpu, Samples: samples,
+		GzScrapeS: median(samples["gzip_scrape"]), GzBlobS: median(samples["gzip_blob"]), CompressS: median(samples["klauspost_bestspeed"]),
+		GzRespBytes: bytesOf["gzip_scrape"], GzBlobBytes: bytesOf["gzip_blob"], GzExporterCPUS: gzCPU,
 	}
 	r.FloorS = r.RawS + r.BlobS
+	r.GzFloorS = r.RawS + r.GzBlobS + r.CompressS
 	fmt.Fprintf(os.Stderr, "  %d queues: scrape %.4fs, floor %.4fs (raw %.4fs + blob %.4fs), peak RSS %.1f MB, %d broker requests for %d scrapes\n",
 		r.Queues, r.ScrapeS, r.FloorS, r.RawS, r.BlobS, float64(hwm)/(1<<20), reqs, *concurrency)
+	fmt.Fprintf(os.Stderr, "  %d queues, gzip: scrape %.4fs, floor %.4fs (raw %.4fs + gzip blob %.4fs + klauspost BestSpeed %.4fs)\n",
+		r.Queues, r.GzScrapeS, r.GzFloorS, r.RawS, r.GzBlobS, r.CompressS)
 	return appendResult(*out, r)
 }
 
@@ -671,6 +775,9 @@ const (
 	maxScaleRatio   = 11.0
 	maxRealRatio    = 1.15
 	floorRatioSizes = 10000 // the floor target applies from this size up
+	// Issue 11: a gzip scrape of 100k queues within 1.3x of its floor.
+	maxGzipFloorRatio = 1.3
+	gzipRatioQueues   = 100000
 )
 
 func report(path string, w io.Writer) error {
@@ -717,8 +824,25 @@ func report(path string, w io.Writer) error {
 			fmt.Fprintf(w, "  %d queues: %d rounds, scrape min/max %.4f/%.4f s, raw %.4f s, blob %.4f s, exporter CPU %.1f ms per scrape\n",
 				r.Queues, r.Runs, slices.Min(sc), slices.Max(sc), r.RawS, r.BlobS, r.ExporterCPUS*1000)
 		}
+		fmt.Fprintln(w, "\nGzip (Accept-Encoding: gzip, as Prometheus asks by default), same rounds:")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| queues | gzip scrape s | gzip floor s | ratio | klauspost BestSpeed s | gzip response bytes | exporter CPU ms per gzip scrape |")
+		fmt.Fprintln(w, "|-------:|--------------:|-------------:|------:|----------------------:|--------------------:|--------------------------------:|")
+		for _, r := range fakes {
+			if r.GzFloorS == 0 {
+				continue // results of a benchscrape without the gzip rows
+			}
+			fmt.Fprintf(w, "| %d | %.4f | %.4f | %.2f | %.4f | %d | %.1f |\n",
+				r.Queues, r.GzScrapeS, r.GzFloorS, r.GzScrapeS/r.GzFloorS, r.CompressS, r.GzRespBytes, r.GzExporterCPUS*1000)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "gzip floor = download of the broker body + download of the answer gzipped by klauspost/compress BestSpeed + that compression's time on one core here")
 		byN := map[int]result{}
 		for _, r := range fakes {
+			if r.Queues == gzipRatioQueues && r.GzFloorS > 0 {
+				ratio := r.GzScrapeS / r.GzFloorS
+				checks = append(checks, fmt.Sprintf("%s: gzip scrape within %.1fx its floor at %d queues (%.2fx)", verdict(ratio <= maxGzipFloorRatio), maxGzipFloorRatio, r.Queues, ratio))
+			}
 			byN[r.Queues] = r
 			if r.Queues >= floorRatioSizes {
 				checks = append(checks, fmt.Sprintf("%s: scrape within %.0fx floor at %d queues (%.2fx)", verdict(r.ScrapeS <= maxFloorRatio*r.FloorS), maxFloorRatio, r.Queues, r.ScrapeS/r.FloorS))
