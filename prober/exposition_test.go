@@ -437,3 +437,26 @@ func TestGzipAnswerIsExactlyThePlainOne(t *testing.T) {
 		}
 	}
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"gzip":                    true,
+		"GZIP;Q=1":                true,
+		"deflate, gzip;q=0.5":     true,
+		"gzip;q=0":                false,
+		"gzip; q=0.000":           false,
+		"identity":                false,
+		"":                        false,
+		"*":                       true,
+		"br, *;q=0.1":             true,
+		"*;q=0":                   false,
+		"gzip;q=0, *":             false, // named gzip wins over *
+		"*, gzip;q=0":             false,
+		"x-gzip":                  false,
+		"br;q=1.0, gzip;q=0.8, *": true,
+	} {
+		if got := acceptsGzip(header); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
+}
