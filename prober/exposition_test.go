@@ -166,7 +166,7 @@ func metricsTestHandler(t *testing.T) *Handler {
 		versioncollector.NewCollector("rabbitmq_queue_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGauge(prometheus.GaugeOpts{Name: "rabbitmq_exporter_config_last_reload_successful", Help: "Whether the last configuration reload succeeded."}),
+		prometheus.NewGauge(prometheus.GaugeOpts{Name: "rabbitmq_queue_exporter_config_last_reload_successful", Help: "1 if the last configuration load succeeded."}),
 	)
 	h.Exporter = reg
 	return h

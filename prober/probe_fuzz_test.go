@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
