@@ -116,7 +116,7 @@ func TestProbeThroughProxy(t *testing.T) {
 				if res.status != 200 {
 					t.Fatalf("%d %s", res.status, res.body)
 				}
-				s = samples(t, res.body)
+				s = res.samples(t)
 				if s["probe_success"] != 1 {
 					t.Fatalf("probe failed:\n%s\nexporter log:\n%s", res.body, p.logs)
 				}

@@ -95,7 +95,7 @@ func (p *exporterProc) usage(t *testing.T) usage {
 	if res.status != 200 {
 		t.Fatalf("/metrics: %d %s", res.status, res.body)
 	}
-	s := samples(t, res.body)
+	s := res.samples(t)
 	return usage{fds: s["process_open_fds"], maxFDs: s["process_max_fds"], goroutines: s["go_goroutines"],
 		heapInuse: s["go_memstats_heap_inuse_bytes"], lastGC: s["go_memstats_last_gc_time_seconds"]}
 }
