@@ -189,10 +189,10 @@ func TestDuplicateQueuesCountedOnce(t *testing.T) {
 		"{\"name\":\"a\xff\",\"vhost\":\"/\",\"messages\":4,\"messages_ready\":4,\"messages_unacknowledged\":0}]")))
 	h, logs := newTestHandler(t, addr)
 	res := doScrape(t, h.Probe, "", nil) // doScrape's parser fails on a duplicate series
-	if res.samples["rabbitmq_queues_duplicates_dropped{127.0.0.1}"] != 2 || res.samples["rabbitmq_queues{127.0.0.1}"] != 2 {
+	if res.samples[hostKey("rabbitmq_queues_duplicates_dropped")] != 2 || res.samples[hostKey("rabbitmq_queues")] != 2 {
 		t.Fatalf("want 2 queues and 2 duplicates:\n%s", res.body)
 	}
-	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,q}"] != 1 || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,a\uFFFD}"] != 3 {
+	if res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "q")] != 1 || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "a\uFFFD")] != 3 {
 		t.Fatalf("the first of each must be kept:\n%s", res.body)
 	}
 	if !strings.Contains(logs.String(), "dropped queues whose labels repeat") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 )
 
 // fakeMember is one member of a fake cluster: a plugin listener that counts
@@ -110,7 +111,7 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 	return c
 }
 
-func (c *fakeCluster) handler(t *testing.T, source, allowed string) (*Handler, *syncBuffer) {
+func (c *fakeCluster) handler(t *testing.T, source, allowed string) (*Handler, *scrapetest.LockedBuffer) {
 	t.Helper()
 	user, pw := "monitor", testPassword
 	u, _ := url.Parse(c.mgmt.URL)
@@ -129,12 +130,11 @@ func TestPluginSourceMergesMembers(t *testing.T) {
 	c := newFakeCluster(t, a, b)
 	h, _ := c.handler(t, "prometheus", anyLocal)
 	res := doScrape(t, h.Probe, "", nil)
-	host := "127.0.0.1"
 	want := map[string]float64{
-		"probe_success": 1, "rabbitmq_up{" + host + "}": 1, "rabbitmq_queues{" + host + "}": 3,
-		"rabbitmq_individual_queue_messages{" + host + ",/,a1}":                                4,
-		"rabbitmq_individual_queue_messages_ready{" + host + ",v," + `q "quoted" \ name` + "}": 2,
-		"rabbitmq_individual_queue_messages_unacknowledged{" + host + ",/,b1}":                 5,
+		"probe_success": 1, hostKey("rabbitmq_up"): 1, hostKey("rabbitmq_queues"): 3,
+		queueKey("rabbitmq_individual_queue_messages", "/", "a1"):                      4,
+		queueKey("rabbitmq_individual_queue_messages_ready", "v", `q "quoted" \ name`): 2,
+		queueKey("rabbitmq_individual_queue_messages_unacknowledged", "/", "b1"):       5,
 	}
 	for k, v := range want {
 		if res.samples[k] != v {
@@ -167,13 +167,13 @@ func TestPluginSourceMemberDown(t *testing.T) {
 	refused.srv.Close() // listed as running, but its plugin refuses connections
 	h, logs := c.handler(t, "prometheus", anyLocal)
 	res := doScrape(t, h.Probe, "", nil)
-	if res.samples["probe_success"] != 0 || res.samples["rabbitmq_up{127.0.0.1}"] != 1 {
+	if res.samples["probe_success"] != 0 || res.samples[hostKey("rabbitmq_up")] != 1 {
 		t.Fatalf("want probe_success 0 and rabbitmq_up 1:\n%s", res.body)
 	}
-	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,a1}"] != 4 {
+	if res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "a1")] != 4 {
 		t.Errorf("the running member's queue is missing:\n%s", res.body)
 	}
-	if _, ok := res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,b1}"]; ok {
+	if _, ok := res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "b1")]; ok {
 		t.Error("a queue of a down member has a sample")
 	}
 	for _, s := range []string{`rabbitmq_node_up{host="127.0.0.1",node="rabbit-b@127.0.0.1"} 0`, `rabbitmq_node_up{host="127.0.0.1",node="rabbit-c@127.0.0.1"} 0`, `rabbitmq_node_up{host="127.0.0.1",node="rabbit@127.0.0.1"} 1`} {
@@ -198,7 +198,7 @@ func TestPluginDisabled(t *testing.T) {
 
 	h, logs := c.handler(t, "prometheus", anyLocal)
 	res := doScrape(t, h.Probe, "", nil)
-	if res.samples["probe_success"] != 0 || res.samples["rabbitmq_up{127.0.0.1}"] != 0 {
+	if res.samples["probe_success"] != 0 || res.samples[hostKey("rabbitmq_up")] != 0 {
 		t.Fatalf("prometheus source without the plugin must fail:\n%s", res.body)
 	}
 	if !regexp.MustCompile(`listing queues failed.*serves no rabbitmq_prometheus plugin`).MatchString(logs.String()) {
@@ -207,7 +207,7 @@ func TestPluginDisabled(t *testing.T) {
 
 	h, _ = c.handler(t, "auto", anyLocal)
 	res = doScrape(t, h.Probe, "", nil)
-	if res.samples["probe_success"] != 1 || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,q}"] != 2 || !strings.Contains(res.body, `source="management"`) {
+	if res.samples["probe_success"] != 1 || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "q")] != 2 || !strings.Contains(res.body, `source="management"`) {
 		t.Fatalf("auto must fall back to the management listing:\n%s", res.body)
 	}
 }
@@ -240,10 +240,10 @@ func TestAmbiguousAnswerFallsBack(t *testing.T) {
 	c.managementQueue = `[{"name":"victim","vhost":"/","messages":9,"messages_ready":9,"messages_unacknowledged":0}]`
 	h, logs := c.handler(t, "prometheus", anyLocal)
 	res := doScrape(t, h.Probe, "", nil)
-	if res.samples["probe_success"] != 1 || !strings.Contains(res.body, `source="management"`) || res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,victim}"] != 9 {
+	if res.samples["probe_success"] != 1 || !strings.Contains(res.body, `source="management"`) || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "victim")] != 9 {
 		t.Fatalf("want the management listing:\n%s", res.body)
 	}
-	if _, ok := res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,x}"]; ok {
+	if _, ok := res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "x")]; ok {
 		t.Fatal("a forged queue was exported")
 	}
 	if !strings.Contains(logs.String(), "read the management listing instead of the plugin") {
@@ -258,7 +258,7 @@ func TestPluginEndpointsConfigured(t *testing.T) {
 	u, _ := url.Parse(c.mgmt.URL)
 	h, _ := newHandler(t, config.EnvFlags{Host: u.Host, User: &user, Password: &pw, Source: "prometheus", PluginEndpoints: a.srv.URL}, "")
 	res := doScrape(t, h.Probe, "", nil)
-	if res.samples["rabbitmq_individual_queue_messages{127.0.0.1,/,a1}"] != 2 || c.nodesRequests.Load() != 0 {
+	if res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "a1")] != 2 || c.nodesRequests.Load() != 0 {
 		t.Fatalf("configured endpoint not used (discovery ran %d times):\n%s", c.nodesRequests.Load(), res.body)
 	}
 	if !strings.Contains(res.body, fmt.Sprintf(`node="127.0.0.1:%d"`, a.port)) {

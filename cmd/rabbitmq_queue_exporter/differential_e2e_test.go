@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
@@ -144,9 +145,9 @@ func TestSourcesAgreeRealCluster(t *testing.T) {
 	slow := http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"90"}}
 	var last string
 	for attempt := 0; ; attempt++ {
-		mgmt := samples(t, p.get(t, "/probe?auth_module=mgmt"+target, slow).body)
-		plugin := samples(t, p.get(t, "/probe?auth_module=plugin"+target, slow).body)
-		if plugin["rabbitmq_source_info{host=127.0.0.1,source=prometheus}"] != 1 || plugin["probe_success"] != 1 {
+		mgmt := p.get(t, "/probe?auth_module=mgmt"+target, slow).samples(t)
+		plugin := p.get(t, "/probe?auth_module=plugin"+target, slow).samples(t)
+		if plugin[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "prometheus")] != 1 || plugin["probe_success"] != 1 {
 			t.Fatalf("the plugin source was not used: %v", plugin)
 		}
 		a, b := queueSamples(mgmt), queueSamples(plugin)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
@@ -30,7 +31,7 @@ func waitSamples(t *testing.T, p *exporterProc, path string, timeout time.Durati
 	deadline := time.Now().Add(timeout)
 	for {
 		res := p.get(t, path, nil)
-		s := samples(t, res.body)
+		s := res.samples(t)
 		problem := check(s)
 		if problem == "" {
 			return s
@@ -43,7 +44,7 @@ func waitSamples(t *testing.T, p *exporterProc, path string, timeout time.Durati
 }
 
 func nodeUpKey(node string) string {
-	return "rabbitmq_node_up{host=127.0.0.1,node=" + node + "}"
+	return scrapetest.Key("rabbitmq_node_up", "host", "127.0.0.1", "node", node)
 }
 
 type clusterQueue struct {
@@ -116,7 +117,7 @@ func TestPluginSourceRealCluster(t *testing.T) {
 		}
 		return exact(s, 0)
 	})
-	if s["rabbitmq_source_info{host=127.0.0.1,source=prometheus}"] != 1 {
+	if s[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "prometheus")] != 1 {
 		t.Fatalf("source_info: %v", s)
 	}
 	// The plugin reports streams (the lean management listing does not).
@@ -127,7 +128,7 @@ func TestPluginSourceRealCluster(t *testing.T) {
 	testbed.StopMember(t, 4)
 	onFour := queues[1].name
 	waitSamples(t, p, "/probe", 60*time.Second, func(s map[string]float64) string {
-		if s[nodeUpKey("rabbit4@localhost")] != 0 || s["probe_success"] != 0 || s["rabbitmq_up{host=127.0.0.1}"] != 1 {
+		if s[nodeUpKey("rabbit4@localhost")] != 0 || s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 1 {
 			return "rabbit4 not reported down yet"
 		}
 		if _, ok := s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", vhost, onFour)]; ok {
@@ -170,15 +171,15 @@ func TestPluginDisabledRealBroker(t *testing.T) {
 		t.Run(source, func(t *testing.T) {
 			p := startExporter(t, []string{"RABBITMQ_HOST=" + host, "RABBITMQ_USER=" + second.User, "RABBITMQ_PASSWORD=" + second.Password, "RABBITMQ_SOURCE=" + source}, "--no-metrics.queues")
 			res := p.get(t, "/probe", nil)
-			s := samples(t, res.body)
+			s := res.samples(t)
 			if source == "auto" {
-				if s["probe_success"] != 1 || s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", "/", q)] != 3 || s["rabbitmq_source_info{host=127.0.0.1,source=management}"] != 1 {
+				if s["probe_success"] != 1 || s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", "/", q)] != 3 || s[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "management")] != 1 {
 					t.Fatalf("auto must fall back to the management listing:\n%s", res.body)
 				}
 				p.waitLog(t, "read the management listing instead of the plugin")
 				return
 			}
-			if s["probe_success"] != 0 || s["rabbitmq_up{host=127.0.0.1}"] != 0 || strings.Contains(res.body, q) {
+			if s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 0 || strings.Contains(res.body, q) {
 				t.Fatalf("prometheus without the plugin must fail:\n%s", res.body)
 			}
 			p.waitLog(t, "serves no rabbitmq_prometheus plugin")
@@ -195,7 +196,7 @@ func TestPluginEndpointNotAllowedRealCluster(t *testing.T) {
 		"RABBITMQ_HOST=" + c.Members[0].MgmtURL, "RABBITMQ_USER=" + testbed.ClusterUser, "RABBITMQ_PASSWORD=" + testbed.ClusterPassword,
 		"RABBITMQ_SOURCE=prometheus", `RABBITMQ_PROBE_ALLOWED_TARGETS=localhost:1569[56]`, "RABBITMQ_TLS_CA_FILE=" + testbed.ClusterCAFile,
 	}, "--no-metrics.queues")
-	s := samples(t, p.get(t, "/probe", nil).body)
+	s := p.get(t, "/probe", nil).samples(t)
 	if s[nodeUpKey("rabbit5@localhost")] != 0 || s[nodeUpKey("rabbit3@localhost")] != 1 || s["probe_success"] != 0 {
 		t.Fatalf("node_up: %v", s)
 	}
