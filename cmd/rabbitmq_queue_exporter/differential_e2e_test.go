@@ -30,9 +30,11 @@ var diffOddNames = []string{
 	"ünïcödé 名前 ✓", "emoji 🐇", `braces {} = , #`, "tab\there",
 }
 
-// fillDiffVhost declares diffQueues classic queues spread over the members
-// (each leads the queues declared through its AMQP listener) plus the odd
-// names, and publishes to some, unless a previous run already did.
+// fillDiffVhost declares diffQueues classic queues on the seed member and the
+// odd names spread over all members (each leads the queues declared through
+// its AMQP listener), and publishes to some, unless a previous run already
+// did. The bulk stays off the members that tests stop: a member restarting
+// with thousands of classic queues takes long to recover them.
 func fillDiffVhost(t *testing.T, c testbed.ClusterInfo) {
 	t.Helper()
 	seed := c.Members[0]
@@ -49,25 +51,28 @@ func fillDiffVhost(t *testing.T, c testbed.ClusterInfo) {
 	}
 	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
 	seed.API(t, http.MethodPut, "/api/permissions/"+url.PathEscape(diffVhost)+"/"+testbed.ClusterUser, perm)
-	names := append([]string(nil), diffOddNames...)
+	perMember := make([][]string, len(c.Members))
+	for i, name := range diffOddNames {
+		perMember[i%len(c.Members)] = append(perMember[i%len(c.Members)], name)
+	}
 	for i := range diffQueues {
-		names = append(names, fmt.Sprintf("diff.queue.%05d", i))
+		perMember[0] = append(perMember[0], fmt.Sprintf("diff.queue.%05d", i))
 	}
 	errs := make(chan error, len(c.Members))
 	for mi, m := range c.Members {
-		go func() { errs <- fillFrom(m, names, mi, len(c.Members)) }()
+		go func() { errs <- fillFrom(m, perMember[mi]) }()
 	}
 	for range c.Members {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("filled %s with %d queues in %s", diffVhost, len(names), time.Since(start).Round(time.Second))
+	t.Logf("filled %s with %d queues in %s", diffVhost, diffQueues+len(diffOddNames), time.Since(start).Round(time.Second))
 }
 
-// fillFrom declares every n-th name (from the k-th) through member m, and
-// publishes i%7 persistent messages to the i-th.
-func fillFrom(m testbed.Member, names []string, k, n int) error {
+// fillFrom declares names through member m, and publishes i%7 persistent
+// messages to the i-th.
+func fillFrom(m testbed.Member, names []string) error {
 	u := url.URL{Scheme: "amqp", User: url.UserPassword(m.User, m.Password), Host: m.AMQPURL, Path: "/" + diffVhost}
 	conn, err := amqp.DialConfig(u.String(), amqp.Config{Vhost: diffVhost, Heartbeat: 10 * time.Second})
 	if err != nil {
@@ -93,7 +98,7 @@ func fillFrom(m testbed.Member, names []string, k, n int) error {
 		pending = pending[:0]
 		return nil
 	}
-	for i := k; i < len(names); i += n {
+	for i := range names {
 		if _, err := ch.QueueDeclare(names[i], true, false, false, false, amqp.Table{"x-queue-master-locator": "client-local"}); err != nil {
 			return fmt.Errorf("declare %q on %s: %v", names[i], m.Node, err)
 		}
