@@ -107,3 +107,33 @@ func ParseNodes(b []byte) ([]Node, error) {
 	}
 	return nodes, nil
 }
+
+// VhostsQuery lists vhost names only; statistics would cost the broker work.
+const VhostsQuery = "columns=name&disable_stats=true"
+
+// ListVhosts lists the names of the vhosts the user can see.
+func (c *Client) ListVhosts(ctx context.Context, t config.Target, cred config.Credentials) ([]string, error) {
+	resp, err := c.get(ctx, t, cred, "/api/vhosts?"+VhostsQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body := &limitedReader{r: resp.Body, remaining: maxNodesBytes}
+	var raw []struct {
+		Name *string `json:"name"`
+	}
+	if err := json.NewDecoder(body).Decode(&raw); err != nil {
+		if body.exceeded {
+			return nil, fmt.Errorf("vhost listing is larger than %d bytes", maxNodesBytes)
+		}
+		return nil, fmt.Errorf("vhost listing is not a JSON array of vhosts: %v", err)
+	}
+	names := make([]string, 0, len(raw))
+	for _, v := range raw {
+		if v.Name == nil {
+			return nil, fmt.Errorf("vhost listing has a vhost without a name")
+		}
+		names = append(names, *v.Name)
+	}
+	return names, nil
+}

@@ -50,19 +50,33 @@ type members struct {
 
 type cachedMembers struct {
 	list []member
-	at   time.Time
+	// vhosts are the broker's vhost names: they tell vhost and queue apart in
+	// unescaped labels where a queue name contains `",queue="`. nil if the
+	// user may not list them.
+	vhosts map[string]bool
+	at     time.Time
 }
 
-func (ms *members) get(ctx context.Context, key string, target config.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
+func (ms *members) get(ctx context.Context, key string, target config.Target, module *config.Module, logger *slog.Logger) (cachedMembers, error) {
 	ms.mu.Lock()
 	c, ok := ms.cache[key]
 	ms.mu.Unlock()
 	if ok && time.Since(c.at) < memberTTL {
-		return c.list, nil
+		return c, nil
 	}
 	list, err := discover(ctx, target, module, logger)
 	if err != nil {
-		return nil, err
+		return cachedMembers{}, err
+	}
+	c = cachedMembers{list: list}
+	client := management.Client{HTTP: module.HTTP}
+	if names, err := client.ListVhosts(ctx, target, module.Credentials); err != nil {
+		logger.Debug("listing vhosts failed; queue names with \",queue=\" in unescaped plugin answers stay unreadable", "err", err)
+	} else {
+		c.vhosts = make(map[string]bool, len(names))
+		for _, n := range names {
+			c.vhosts[n] = true
+		}
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -75,8 +89,9 @@ func (ms *members) get(ctx context.Context, key string, target config.Target, mo
 			delete(ms.cache, k)
 		}
 	}
-	ms.cache[key] = cachedMembers{list: list, at: now}
-	return list, nil
+	c.at = now
+	ms.cache[key] = c
+	return c, nil
 }
 
 // forget drops a cached member list, so the next scrape discovers again.
@@ -146,10 +161,11 @@ func (e *errAmbiguous) Error() string { return fmt.Sprintf("member %s: %v", e.no
 // fails only when no member could be read. strict (source auto) fails as soon
 // as any running member cannot be read, so that the caller falls back.
 func (p *Prober) listPlugin(ctx context.Context, key string, target config.Target, module *config.Module, strict bool, logger *slog.Logger) (*listing, error) {
-	list, err := p.members.get(ctx, key, target, module, logger)
+	cluster, err := p.members.get(ctx, key, target, module, logger)
 	if err != nil {
 		return nil, err
 	}
+	list := cluster.list
 	statuses := make([]memberStatus, len(list))
 	sets := make([]*collector.QueueSet, len(list))
 	errs := make([]error, len(list))
@@ -162,7 +178,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sets[i], errs[i] = readMember(ctx, target, m.endpoint, module)
+			sets[i], errs[i] = readMember(ctx, target, m.endpoint, module, cluster.vhosts)
 		}()
 	}
 	wg.Wait()
@@ -178,6 +194,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 		}
 		if errs[i] != nil {
 			if errors.Is(errs[i], promplugin.ErrAmbiguous) || errors.Is(errs[i], promplugin.ErrMalformed) {
+				p.members.forget(key) // a vhost created since may be what it needed
 				return nil, &errAmbiguous{node: m.node, err: errs[i]}
 			}
 			statuses[i].reason = errs[i].Error()
@@ -219,7 +236,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 // readMember reads one member's plugin answer into a set of its own. No
 // credentials are sent: the plugin takes none, and the endpoint came from
 // the broker's answer.
-func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module) (*collector.QueueSet, error) {
+func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module, vhosts map[string]bool) (*collector.QueueSet, error) {
 	ctx = config.WithApprovedTarget(ctx, endpoint)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+pluginPath, nil)
 	if err != nil {
@@ -244,7 +261,7 @@ func readMember(ctx context.Context, target, endpoint config.Target, module *con
 	if module.MaxBodyBytes <= 0 {
 		body = resp.Body
 	}
-	res, err := promplugin.Parse(body, qs, keep, promplugin.Limits{})
+	res, err := promplugin.Parse(body, qs, keep, promplugin.Limits{Vhosts: vhosts})
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, requestError(ctx, ctxErr)

@@ -96,6 +96,18 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 				nodes = append(nodes, n)
 			}
 			json.NewEncoder(w).Encode(nodes)
+		case "/api/vhosts":
+			seen := map[string]bool{}
+			var vhosts []map[string]string
+			for _, m := range c.members {
+				for _, q := range m.queues {
+					if !seen[q.Vhost] {
+						seen[q.Vhost] = true
+						vhosts = append(vhosts, map[string]string{"name": q.Vhost})
+					}
+				}
+			}
+			json.NewEncoder(w).Encode(vhosts)
 		case "/api/queues":
 			c.queuesRequests.Add(1)
 			io := c.managementQueue
@@ -248,6 +260,18 @@ func TestAmbiguousAnswerFallsBack(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "read the management listing instead of the plugin") {
 		t.Errorf("log lacks the fallback:\n%s", logs)
+	}
+}
+
+// TestVhostListResolvesOddNames: a queue named with `",queue="` makes an
+// unescaped answer read two ways; the vhost list tells which is right.
+func TestVhostListResolvesOddNames(t *testing.T) {
+	a := &fakeMember{name: "rabbit@127.0.0.1", running: true, plugin: true, style: fakeapi.PluginRaw, queues: []fakeapi.PluginQueue{pq("v", `x",queue="evil`, 2, 1), pq("v", "plain", 1, 0)}}
+	c := newFakeCluster(t, a)
+	h, _ := c.handler(t, "prometheus", anyLocal)
+	res := doScrape(t, h.Probe, "", nil)
+	if !strings.Contains(res.body, `source="prometheus"`) || res.samples[queueKey("rabbitmq_individual_queue_messages", "v", `x",queue="evil`)] != 3 {
+		t.Fatalf("want the plugin's reading of the odd name:\n%s", res.body)
 	}
 }
 

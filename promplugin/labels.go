@@ -24,6 +24,31 @@ func splitRaw(labels []byte) (vhost, name []byte, n int) {
 	return vhost, name, n
 }
 
+// splitRaw is splitRaw resolved by the known vhosts: of several possible
+// splits, the one whose vhost is a known vhost name, if exactly one is.
+func (p *parser) splitRaw(labels []byte) (vhost, name []byte, n int) {
+	vhost, name, n = splitRaw(labels)
+	if n < 2 || p.lim.Vhosts == nil {
+		return vhost, name, n
+	}
+	known := 0
+	for j := 0; j < len(labels); j++ {
+		k := bytes.Index(labels[j:], []byte(labelsMid))
+		if k < 0 {
+			break
+		}
+		j += k
+		if p.lim.Vhosts[string(labels[:j])] {
+			known++
+			vhost, name = labels[:j], labels[j+len(labelsMid):]
+		}
+	}
+	if known == 1 {
+		return vhost, name, 1
+	}
+	return vhost, name, n
+}
+
 // unescape reads labels as the escaping versions write it: each value with
 // backslash, double quote and line feed escaped (`\\`, `\"`, `\n`), so the
 // only bare double quotes are the separator's. Anything else (another

@@ -33,6 +33,11 @@ type Limits struct {
 	// MaxFamilies is the most metric families one answer may have (default
 	// 256; the plugin writes about ten).
 	MaxFamilies int
+	// Vhosts, if not nil, are the broker's vhost names (from the management
+	// API). An unescaped label with several possible vhost/queue splits (a
+	// queue named with `",queue="`) then reads one way when exactly one of
+	// the splits names a known vhost; without them it is ambiguous.
+	Vhosts map[string]bool
 }
 
 const (
@@ -482,7 +487,7 @@ func (p *parser) slowSample(labels []byte, f *family, v int64) error {
 	}
 	switch mode {
 	case ModeRaw:
-		vh, name, n := splitRaw(labels)
+		vh, name, n := p.splitRaw(labels)
 		if n != 1 {
 			return p.ambiguousSplit(labels, n)
 		}
@@ -495,7 +500,7 @@ func (p *parser) slowSample(labels []byte, f *family, v int64) error {
 		return p.emit(vh, name, f.field, v)
 	}
 	_, _, ok := p.unescape(labels)
-	vh, name, n := splitRaw(labels)
+	vh, name, n := p.splitRaw(labels)
 	switch {
 	case !ok && n == 1:
 		// Only the raw reading exists; build_info must not say otherwise.

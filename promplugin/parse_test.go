@@ -411,3 +411,46 @@ func TestKeepAskedOncePerQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestKnownVhostsResolveSplits: a raw label with several possible
+// vhost/queue splits reads one way when exactly one split names a known vhost.
+func TestKnownVhostsResolveSplits(t *testing.T) {
+	queues := []fakeapi.PluginQueue{
+		{Vhost: "fixtures", Name: `x",queue="evil`, Ready: 1, Messages: 1},
+		{Vhost: "fixtures", Name: "plain", Ready: 2, Messages: 2},
+	}
+	body := fakeapi.RenderPlugin(fakeapi.PluginRaw, queues, fakeapi.DefaultPluginInfo(fakeapi.PluginRaw))
+	for _, tc := range []struct {
+		name   string
+		vhosts map[string]bool
+		ok     bool
+	}{
+		{name: "no vhost list", vhosts: nil},
+		{name: "the vhost is known", vhosts: map[string]bool{"fixtures": true, "/": true}, ok: true},
+		{name: "the vhost is not known", vhosts: map[string]bool{"/": true}},
+		{name: "both splits name a known vhost", vhosts: map[string]bool{"fixtures": true, `fixtures",queue="x`: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder()
+			_, err := Parse(bytes.NewReader(body), rec, nil, Limits{Vhosts: tc.vhosts})
+			if !tc.ok {
+				if !errors.Is(err, ErrAmbiguous) {
+					t.Fatalf("err = %v, want ErrAmbiguous", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[sample]int64{}
+			for _, q := range queues {
+				for f, v := range []int64{q.Messages, q.Ready, q.Unacked} {
+					want[sample{f, q.Vhost, q.Name}] = v
+				}
+			}
+			if !equalSamples(rec.got, want) {
+				t.Fatalf("got\n%s\nwant\n%s", rec, formatSamples(want))
+			}
+		})
+	}
+}

@@ -152,14 +152,16 @@ func TestSourcesAgreeRealCluster(t *testing.T) {
 	for attempt := 0; ; attempt++ {
 		mgmt := p.get(t, "/probe?auth_module=mgmt"+target, slow).samples(t)
 		plugin := p.get(t, "/probe?auth_module=plugin"+target, slow).samples(t)
-		if plugin[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "prometheus")] != 1 || plugin["probe_success"] != 1 {
-			t.Fatalf("the plugin source was not used: %v", plugin)
-		}
 		a, b := queueSamples(mgmt), queueSamples(plugin)
 		if want := 3 * (diffQueues + len(diffOddNames)); len(a) != want {
 			t.Fatalf("management listing: %d samples, want %d", len(a), want)
 		}
 		last = diffSamples(a, b)
+		// Other tests create vhosts with hostile names meanwhile; a plugin
+		// answer read before the exporter knew such a vhost falls back once.
+		if plugin[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "prometheus")] != 1 || plugin["probe_success"] != 1 {
+			last = "the plugin source was not used"
+		}
 		if last == "" {
 			return
 		}
