@@ -66,7 +66,8 @@ func (h *Handler) writeMetrics(w http.ResponseWriter, r *http.Request, logger *s
 		header.Set("Content-Encoding", "gzip")
 		// The gzip writer gathers its input into segments itself, so no
 		// bufio.Writer goes in front of it.
-		zw := pargzip.NewWriter(w)
+		h.gzipOnce.Do(func() { h.gzip = pargzip.NewPool() })
+		zw := h.gzip.NewWriter(w)
 		defer func() {
 			if err := zw.Close(); err != nil {
 				logger.Debug("writing response", "err", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/pargzip"
 )
 
 const (
@@ -48,8 +49,11 @@ type Handler struct {
 	slotsOnce                sync.Once
 	probeSlots, metricsSlots chan struct{}
 	// Every uncompressed answer needs a 64 KiB buffer; reusing them spares the
-	// GC on a busy exporter. (Gzip answers use pargzip's own pools.)
-	bufPool sync.Pool
+	// GC on a busy exporter. Gzip streams share the cores and their buffers
+	// through one pargzip pool.
+	bufPool  sync.Pool
+	gzipOnce sync.Once
+	gzip     *pargzip.Pool
 }
 
 // Probe serves /probe?target=…&auth_module=…: a fresh registry per request, one broker.

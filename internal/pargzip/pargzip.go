@@ -36,10 +36,26 @@ const SegmentSize = 256 << 10
 // several scrapes at once are the better use of them.
 const maxWorkers = 4
 
-// compressing holds one token per compression running in the process. More
-// compressions than cores at once cannot go faster and only hold more
-// compressors (0.5 MB each), so concurrent streams share the cores.
-var compressing = make(chan struct{}, runtime.GOMAXPROCS(0))
+// Pool is what the gzip streams of a process share. compressing holds one
+// token per compression running: more compressions than cores at once cannot
+// go faster and only hold more compressors (0.5 MB each), so concurrent
+// streams share the cores. Segments (256 KiB each) and compressors are reused
+// across streams: allocating them per scrape would cost the GC megabytes a
+// scrape.
+type Pool struct {
+	compressing chan struct{}
+	segments    sync.Pool
+	compressors sync.Pool
+}
+
+// NewPool returns a Pool for the streams of one process (one serves all).
+func NewPool() *Pool {
+	p := &Pool{compressing: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	p.segments.New = func() any {
+		return &segment{in: make([]byte, 0, SegmentSize), done: make(chan struct{}, 1)}
+	}
+	return p
+}
 
 // gzip header: magic, deflate, no flags, no modification time, XFL 4
 // (fastest compression), OS unknown.
@@ -56,20 +72,11 @@ type segment struct {
 	done chan struct{} // one token per use: the compressed form is ready
 }
 
-// Segments (256 KiB each) and compressors (about 0.5 MB each) are reused
-// across streams: allocating them per scrape would cost the GC megabytes a
-// scrape.
-var (
-	segments = sync.Pool{New: func() any {
-		return &segment{in: make([]byte, 0, SegmentSize), done: make(chan struct{}, 1)}
-	}}
-	compressors sync.Pool
-)
-
 // Writer compresses what is written to it and writes gzip to its
 // destination. Close must be called, also after an error: it waits for the
 // goroutines the stream started. A Writer is not safe for concurrent use.
 type Writer struct {
+	pool    *Pool
 	dst     io.Writer
 	cur     *segment
 	crc     uint32
@@ -85,8 +92,8 @@ type Writer struct {
 }
 
 // NewWriter returns a Writer that compresses at BestSpeed to dst.
-func NewWriter(dst io.Writer) *Writer {
-	return &Writer{dst: dst}
+func (p *Pool) NewWriter(dst io.Writer) *Writer {
+	return &Writer{pool: p, dst: dst}
 }
 
 // Write copies p into the current segment, handing each full segment to a
@@ -102,7 +109,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if w.cur == nil {
-			w.cur = segments.Get().(*segment)
+			w.cur = w.pool.segments.Get().(*segment)
 		}
 		k := copy(w.cur.in[len(w.cur.in):SegmentSize], p)
 		w.cur.in = w.cur.in[:len(w.cur.in)+k]
@@ -128,15 +135,15 @@ func (w *Writer) Close() error {
 	last := w.cur
 	w.cur = nil
 	if last == nil {
-		last = segments.Get().(*segment)
+		last = w.pool.segments.Get().(*segment)
 	}
 	if !w.started {
 		// The whole stream is one segment: no goroutine, one write.
 		w.sum(last)
-		last.compress(true, true)
+		last.compress(w.pool, true, true)
 		last.out = w.appendTrailer(last.out)
 		_, err := w.dst.Write(last.out)
-		release(last)
+		w.pool.release(last)
 		return err
 	}
 	w.dispatch(last, true)
@@ -164,9 +171,9 @@ func (w *Writer) dispatch(s *segment, last bool) {
 	}
 	w.queue <- s
 	go func() {
-		compressing <- struct{}{}
-		s.compress(first, last)
-		<-compressing
+		w.pool.compressing <- struct{}{}
+		s.compress(w.pool, first, last)
+		<-w.pool.compressing
 		s.done <- struct{}{}
 	}()
 }
@@ -184,7 +191,7 @@ func (w *Writer) send() {
 				w.mu.Unlock()
 			}
 		}
-		release(s)
+		w.pool.release(s)
 	}
 }
 
@@ -212,12 +219,12 @@ func (w *Writer) appendTrailer(b []byte) []byte {
 // the first segment. A segment that is not the last ends with a sync flush:
 // a non-final empty stored block that leaves the output byte-aligned, so the
 // next segment's blocks can follow directly.
-func (s *segment) compress(first, last bool) {
+func (s *segment) compress(p *Pool, first, last bool) {
 	s.out = s.out[:0]
 	if first {
 		s.out = append(s.out, header[:]...)
 	}
-	c, _ := compressors.Get().(*flate.Writer)
+	c, _ := p.compressors.Get().(*flate.Writer)
 	if c == nil {
 		// BestSpeed is a valid level, so NewWriter cannot fail.
 		c, _ = flate.NewWriter(nil, flate.BestSpeed)
@@ -232,16 +239,16 @@ func (s *segment) compress(first, last bool) {
 		_ = c.Flush()
 	}
 	c.Reset(io.Discard) // keep no reference to the segment
-	compressors.Put(c)
+	p.compressors.Put(c)
 }
 
-func release(s *segment) {
+func (p *Pool) release(s *segment) {
 	s.in = s.in[:0]
 	if cap(s.out) > 2*SegmentSize {
 		s.out = nil // an unusually incompressible segment: do not keep its buffer
 	}
 	s.out = s.out[:0]
-	segments.Put(s)
+	p.segments.Put(s)
 }
 
 // appender is an io.Writer appending to a byte slice.

@@ -68,7 +68,7 @@ func TestRoundTripIsExact(t *testing.T) {
 			t.Run(fmt.Sprintf("%d bytes in writes of %d", n, min(n, chunk)), func(t *testing.T) {
 				in := sample(n, uint64(n))
 				var out countingWriter
-				w := NewWriter(&out)
+				w := testPool.NewWriter(&out)
 				for p := in; len(p) > 0; {
 					k := min(len(p), chunk)
 					if m, err := w.Write(p[:k]); m != k || err != nil {
@@ -97,7 +97,7 @@ func TestRoundTripIsExact(t *testing.T) {
 func TestOutputIsAsSmallAsOneCompressor(t *testing.T) {
 	in := sample(6*SegmentSize, 7)
 	var par bytes.Buffer
-	w := NewWriter(&par)
+	w := testPool.NewWriter(&par)
 	w.Write(in)
 	w.Close()
 	var one bytes.Buffer
@@ -131,7 +131,7 @@ func TestWriteErrorStopsTheStream(t *testing.T) {
 	before := runtime.NumGoroutine()
 	in := sample(SegmentSize, 3)
 	dst := &failingWriter{n: 1000}
-	w := NewWriter(dst)
+	w := testPool.NewWriter(dst)
 	var err error
 	// The error surfaces once the sender met it, within a few segments.
 	for i := 0; i < 50 && err == nil; i++ {
@@ -156,7 +156,7 @@ func TestWriteErrorStopsTheStream(t *testing.T) {
 }
 
 func TestSmallStreamFailsAtClose(t *testing.T) {
-	w := NewWriter(&failingWriter{n: 0})
+	w := testPool.NewWriter(&failingWriter{n: 0})
 	if _, err := w.Write([]byte("small")); err != nil {
 		t.Fatalf("a stream within one segment writes nothing before Close: %v", err)
 	}
@@ -174,7 +174,7 @@ func TestConcurrentStreams(t *testing.T) {
 			defer wg.Done()
 			in := sample(SegmentSize*5/2+i, uint64(i))
 			var out bytes.Buffer
-			w := NewWriter(&out)
+			w := testPool.NewWriter(&out)
 			for p := in; len(p) > 0; {
 				k := min(len(p), 300_000)
 				w.Write(p[:k])
@@ -200,7 +200,7 @@ func TestConcurrentStreams(t *testing.T) {
 
 func TestHeaderIsPlainGzip(t *testing.T) {
 	var out bytes.Buffer
-	w := NewWriter(&out)
+	w := testPool.NewWriter(&out)
 	w.Write([]byte(strings.Repeat("a", 10)))
 	w.Close()
 	zr, err := gzip.NewReader(&out)
@@ -211,3 +211,6 @@ func TestHeaderIsPlainGzip(t *testing.T) {
 		t.Errorf("header carries data: %+v", zr.Header)
 	}
 }
+
+// testPool serves the tests' streams, as one Pool serves a process.
+var testPool = NewPool()
