@@ -180,6 +180,24 @@ func TestErrorReasonCutEcho(t *testing.T) {
 	}
 }
 
+// TestErrorReasonPartialEcho: a reason that echoes a part of the password
+// (cut short by the broker itself) is withheld too.
+func TestErrorReasonPartialEcho(t *testing.T) {
+	pw := "hunter2-very-secret-Xy9"
+	cred := config.Credentials{Username: "u", Password: config.Secret(pw)}
+	for i := 0; i+partEcho <= len(pw); i++ {
+		for _, part := range []string{pw[:i+partEcho], pw[i:], pw[i : i+partEcho]} {
+			body := `{"error":"not_authorized","reason":"bad password '` + part + `'"}`
+			if got := errorReason(strings.NewReader(body), "application/json", cred); got != reasonWithheld {
+				t.Fatalf("echo of %q: got %q", part, got)
+			}
+		}
+	}
+	if got := errorReason(strings.NewReader(`{"reason":"bad password 'hunter2'"}`), "", cred); got != "bad password 'hunter2'" {
+		t.Fatalf("a part shorter than %d bytes is no echo: got %q", partEcho, got)
+	}
+}
+
 func TestErrorReasonShows(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, contentType string

@@ -102,6 +102,9 @@ type secrets struct {
 	exact  []string // matched as is: pieces of base64 that only the password can produce
 }
 
+// partEcho is the shortest part of a password that counts as an echo of it.
+const partEcho = 8
+
 // secretForms lists what an error answer must not contain for cred. An empty password has no
 // forms: the user name alone is no secret.
 func secretForms(cred config.Credentials) secrets {
@@ -109,7 +112,15 @@ func secretForms(cred config.Credentials) secrets {
 	if pw == "" {
 		return secrets{}
 	}
-	s := secrets{folded: []string{strings.ToLower(pw), hex.EncodeToString([]byte(pw))}}
+	lower := strings.ToLower(pw)
+	s := secrets{folded: []string{lower, hex.EncodeToString([]byte(pw))}}
+	// An echo cut short (by the broker, or by a reason's own length limit)
+	// shows a part of the password: every run of partEcho bytes of it counts.
+	if len(lower) > partEcho {
+		for i := 0; i+partEcho <= len(lower); i++ {
+			s.folded = append(s.folded, lower[i:i+partEcho])
+		}
+	}
 	// The Basic auth token is base64 of user:password; base64 of the password alone is the
 	// other likely echo. Within longer base64 text the encoding of these bytes depends on their
 	// offset modulo 3, so each alignment gets the part of its encoding that only they determine.
