@@ -45,6 +45,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./config/
 	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./collector/
 	$(GO) test -run='^$$' -fuzz=FuzzProbeQuery -fuzztime=$(FUZZTIME) ./prober/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./promplugin/
+	$(GO) test -run='^$$' -fuzz=FuzzNames -fuzztime=$(FUZZTIME) ./promplugin/
 
 certs:
 	./scripts/gen-certs.sh
