@@ -60,7 +60,7 @@ func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *
 
 	l, err := p.list(ctx, target, module, logger)
 	if err != nil {
-		logger.Warn("listing queues failed", "module", module.Name, "source", module.Source, "err", err)
+		logger.Warn("listing queues failed", "module", module.Name, "rabbitmq_source", module.Source, "err", err)
 		return nil, false
 	}
 	up.Set(1)
@@ -104,7 +104,7 @@ func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *
 			logger.Warn("cluster member not read; its queues have no samples", "node", m.node, "reason", m.reason)
 		}
 	}
-	logger.Debug("listed queues", "source", l.source, "queues", qs.Len(), "missing_counts", qs.MissingCounts(), "members", len(l.members))
+	logger.Debug("listed queues", "rabbitmq_source", l.source, "queues", qs.Len(), "missing_counts", qs.MissingCounts(), "members", len(l.members))
 	return qs, l.complete()
 }
 

@@ -159,7 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		IdleTimeout: 2 * time.Minute,
 	}
 	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", gen.Target.String(),
-		"rabbitmq_user", gen.Env.Credentials.Username, "source", gen.Env.Source, "auth_modules", len(gen.ByName))
+		"rabbitmq_user", gen.Env.Credentials.Username, "rabbitmq_source", gen.Env.Source, "auth_modules", len(gen.ByName))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
