@@ -34,7 +34,12 @@ set -euo pipefail
 # Debian keeps the RabbitMQ CLIs and epmd in sbin; test runners often lack it in PATH.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-WAIT_SECONDS="${TESTBED_WAIT_SECONDS:-90}"
+WAIT_SECONDS="${TESTBED_WAIT_SECONDS:-180}"
+# su (which Debian's rabbitmq-server uses to drop to the rabbitmq user) resets the
+# soft open-files limit to 1024; a member recovering the differential test's 10k
+# durable queues then crawls (RabbitMQ wants one handle per queue), so the node's
+# env file raises the soft limit to the hard one.
+RAISE_FD_LIMIT='ulimit -n "$(ulimit -H -n)" 2>/dev/null || true'
 LOCK_FILE="/run/lock/rabbitmq-exporter-testbed.lock"
 [ -d /run/lock ] && [ -w /run/lock ] || LOCK_FILE="/var/tmp/rabbitmq-exporter-testbed.lock"
 
@@ -281,7 +286,8 @@ default_permissions.write = .*
 loopback_users = none" && changed=0
 	# Same Erlang distribution settings as /etc/rabbitmq/rabbitmq-env.conf, minus NODENAME.
 	write_file "$SECOND_BASE/rabbitmq-env.conf" "ERL_EPMD_ADDRESS=127.0.0.1
-export ERL_FLAGS=\"-kernel inet_dist_use_interface {127,0,0,1}\"" && changed=0
+export ERL_FLAGS=\"-kernel inet_dist_use_interface {127,0,0,1}\"
+$RAISE_FD_LIMIT" && changed=0
 	if [ ! -f "$SECOND_BASE/enabled_plugins" ]; then
 		write_file "$SECOND_BASE/enabled_plugins" "[rabbitmq_management]." || true
 	fi
@@ -299,12 +305,33 @@ log_hint() {
 	fi
 }
 
+# log_tail WHICH: the node's last log lines, so that a CI failure shows its cause.
+log_tail() {
+	local f
+	if [ "$1" = second ]; then
+		f="$SECOND_BASE/log/$SECOND_NODE.log"
+	elif is_member "$1"; then
+		f="$(member_base "$1")/log/$1@localhost.log"
+	else
+		f="/var/log/rabbitmq/$PRIMARY_NODE.log"
+	fi
+	[ -r "$f" ] || return 0
+	printf 'testbed: last lines of %s:\n' "$f"
+	tail -n 8 "$f" | cut -c1-300 | sed 's/^/  | /'
+}
+
 start_node() {
 	local which="$1" node
 	node="$(node_name "$which")"
 	log "$which: starting $node"
 	node_env "$which" rabbitmq-server -detached >/dev/null 2>&1 ||
 		die "$which: rabbitmq-server -detached failed for $node; $(log_hint "$which")"
+}
+
+# boot_state WHICH: booting, core_started, ready, stopping or stopped (also before
+# the boot began); unknown when the node does not answer.
+boot_state() {
+	node_env "$1" rabbitmqctl -q -n "$(node_name "$1")" eval 'rabbit_boot_state:get().' 2>/dev/null || echo unknown
 }
 
 app_running() {
@@ -344,7 +371,8 @@ wait_ready() {
 		now=$(date +%s)
 		if [ $((now - t0)) -ge "$WAIT_SECONDS" ]; then
 			if registered "$node"; then state="is up"; else state="never registered with epmd"; fi
-			die "$which: $node not ready within ${WAIT_SECONDS}s (node $state, management API last answered HTTP $code); $(log_hint "$which")"
+			log_tail "$which" >&2
+			die "$which: $node not ready within ${WAIT_SECONDS}s (node $state, boot state $(boot_state "$which"), management API last answered HTTP $code); $(log_hint "$which")"
 		fi
 		code="$(api_code "$which")"
 		if [ "$code" = 200 ] && port_open "$(amqp_port "$which")"; then
@@ -366,7 +394,10 @@ wait_ready() {
 					ensure_plugin "$which"
 					plugin_checked=yes
 				fi
-			elif [ "$kicked" = no ] && { [ $((now - t0)) -ge 30 ] || stopped_on_purpose "$which"; }; then
+			elif [ "$kicked" = no ] && { stopped_on_purpose "$which" ||
+				{ [ $((now - t0)) -ge 30 ] && [ "$(boot_state "$which")" = stopped ]; }; }; then
+				# Only a stopped app is started: one still booting (recovering queues,
+				# waiting for its peers' tables) must be left alone.
 				log "$which: rabbit application not running on $node, starting it"
 				node_env "$which" rabbitmqctl -q -n "$node" start_app >/dev/null 2>&1 || true
 				is_member "$which" && rm -f "$(member_base "$which")/app-stopped"
@@ -509,7 +540,8 @@ default_permissions.read = .*
 default_permissions.write = .*
 loopback_users = none" && changed=0
 	write_file "$base/rabbitmq-env.conf" "ERL_EPMD_ADDRESS=127.0.0.1
-export ERL_FLAGS=\"-kernel inet_dist_use_interface {127,0,0,1}\"" && changed=0
+export ERL_FLAGS=\"-kernel inet_dist_use_interface {127,0,0,1}\"
+$RAISE_FD_LIMIT" && changed=0
 	write_file "$base/enabled_plugins" "[rabbitmq_management,rabbitmq_prometheus]." && changed=0
 	chown -R rabbitmq:rabbitmq "$base"
 	return $changed
