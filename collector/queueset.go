@@ -177,11 +177,6 @@ func (s *QueueSet) countDuplicate(labels []byte) {
 // whether the queue already had that count, in which case the first value
 // is kept.
 func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err error) {
-	need := labelsRoom(vhost, name)
-	if cap(s.scratch) < need {
-		s.scratch = make([]byte, need)
-	}
-	labels := s.scratch[:putLabels(s.scratch[:need], vhost, name)]
 	// Families list queues in the same order, so after the first family the
 	// next queue is usually the one after the last match: one compare instead
 	// of a hash lookup. The first family appends at the end, where the cursor
@@ -197,42 +192,94 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 		s.cursor = 0
 		e, found = s.entryAt(0)
 	}
-	atEnd := !found && s.index.slots == nil
-	if !atEnd && (!found || e.has&dropped != 0 || string(s.labelsOf(s.cursor)) != string(labels)) {
-		if s.index.slots == nil {
-			if err := s.buildIndex(); err != nil {
-				return false, err
-			}
-		}
-		var ref uint32
-		if ref, found = s.index.lookup(s, labels); found {
-			e, _ = s.entryAt(ref)
-			s.cursor = ref
-		}
-	}
-	if !found {
+	switch {
+	case !found && s.index.slots == nil:
+		// A new queue at the end: escaped straight into the block.
+		need := labelsRoom(vhost, name)
 		b := s.cur
-		if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
-			if b, err = s.grow(len(labels)); err != nil {
+		if b == nil || len(b.labels)-b.used < need || b.n == len(b.entries) {
+			if b, err = s.grow(need); err != nil {
 				return false, err
 			}
 		}
 		s.cursor = s.ref(b)
-		copy(b.labels[b.used:], labels)
-		if err := s.append(b, len(labels), 0, &Counts{}); err != nil {
+		if err := s.append(b, putLabels(b.labels[b.used:b.used+need], vhost, name), 0, &Counts{}); err != nil {
 			return false, err
 		}
 		e, _ = s.entryAt(s.cursor)
+	case found && e.has&dropped == 0 && s.holds(s.cursor, vhost, name):
+	default:
+		if e, err = s.find(vhost, name); err != nil {
+			return false, err
+		}
 	}
 	s.cursor = s.next(s.cursor)
 	if e.has.Has(field) {
 		return true, nil
 	}
-	s.count(e.has, -1)
 	e.values[field] = v
 	e.has |= Bit(field)
-	s.count(e.has, 1)
+	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
+	if e.has == AllPresent {
+		s.complete++
+	}
 	return false, nil
+}
+
+// holds tells whether the entry ref has the labels of vhost and name. Names
+// that need no escaping (nearly all) are compared in place, without
+// escaping them first.
+func (s *QueueSet) holds(ref uint32, vhost, name []byte) bool {
+	stored := s.labelsOf(ref)
+	if mayNeedEscape(name) || mayNeedEscape(vhost) {
+		need := labelsRoom(vhost, name)
+		if cap(s.scratch) < need {
+			s.scratch = make([]byte, need)
+		}
+		return string(stored) == string(s.scratch[:putLabels(s.scratch[:need], vhost, name)])
+	}
+	// stored is open + name + mid + vhost + end; with name free of quotes
+	// and backslashes, a match of name followed by mid cannot be a prefix
+	// of a longer escaped name.
+	v := len(open) + len(name) + len(mid)
+	return len(stored) == v+len(vhost)+len(end) &&
+		string(stored[len(open):len(open)+len(name)]) == string(name) &&
+		string(stored[len(open)+len(name):v]) == mid &&
+		string(stored[v:v+len(vhost)]) == string(vhost)
+}
+
+// find looks vhost and name up in the index (built on first use), adding the
+// queue at the end when it is new, and moves the cursor there.
+func (s *QueueSet) find(vhost, name []byte) (*queueEntry, error) {
+	need := labelsRoom(vhost, name)
+	if cap(s.scratch) < need {
+		s.scratch = make([]byte, need)
+	}
+	labels := s.scratch[:putLabels(s.scratch[:need], vhost, name)]
+	if s.index.slots == nil {
+		if err := s.buildIndex(); err != nil {
+			return nil, err
+		}
+	}
+	if ref, found := s.index.lookup(s, labels); found {
+		s.cursor = ref
+		e, _ := s.entryAt(ref)
+		return e, nil
+	}
+	b := s.cur
+	if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
+		var err error
+		if b, err = s.grow(len(labels)); err != nil {
+			return nil, err
+		}
+	}
+	s.cursor = s.ref(b)
+	copy(b.labels[b.used:], labels)
+	if err := s.append(b, len(labels), 0, &Counts{}); err != nil {
+		return nil, err
+	}
+	e, _ := s.entryAt(s.cursor)
+	return e, nil
 }
 
 // Merge adds every queue of o (another member's part of the same listing)

@@ -220,3 +220,35 @@ func validUTF8(s string) string {
 	}
 	return b.String()
 }
+
+// TestHoldsAgreesWithEscapedLabels checks Set's in-place comparison against
+// the plain one (escape, then compare bytes) for names that are prefixes of
+// each other, need escaping, or hold the separator between the two labels.
+func TestHoldsAgreesWithEscapedLabels(t *testing.T) {
+	names := []string{"", "a", "ab", "a\\", `a"`, "a\n", "ä", "\xff", "\uFFFD", `a",vhost="b`, "a b", "queue.1", "queue.10"}
+	s := NewQueueSet("h", 0)
+	type pair struct{ vhost, name string }
+	var stored []pair
+	for _, v := range names {
+		for _, n := range names {
+			if err := s.Add([]byte(v), []byte(n), &Counts{}, 0); err != nil {
+				t.Fatal(err)
+			}
+			stored = append(stored, pair{v, n})
+		}
+	}
+	escaped := func(v, n string) string {
+		b := make([]byte, labelsRoom([]byte(v), []byte(n)))
+		return string(b[:putLabels(b, []byte(v), []byte(n))])
+	}
+	ref := uint32(0)
+	for _, p := range stored {
+		for _, q := range stored {
+			want := escaped(p.vhost, p.name) == escaped(q.vhost, q.name)
+			if got := s.holds(ref, []byte(q.vhost), []byte(q.name)); got != want {
+				t.Errorf("holds(%q/%q, %q/%q) = %v, want %v", p.vhost, p.name, q.vhost, q.name, got, want)
+			}
+		}
+		ref = s.next(ref)
+	}
+}

@@ -82,3 +82,46 @@ func benchProbe(b *testing.B, n int, accept string) {
 	b.ReportMetric(float64(written), "resp-bytes")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/queue")
 }
+
+// BenchmarkProbePlugin runs the whole /probe handler with the plugin source
+// against one fake rabbitmq_prometheus endpoint (configured, so no
+// discovery) over loopback HTTP. MB/s is plugin text consumed.
+func BenchmarkProbePlugin(b *testing.B) {
+	for _, n := range []int{10000, 100000} {
+		for _, style := range []fakeapi.PluginStyle{fakeapi.PluginRaw, fakeapi.PluginEscaped} {
+			b.Run(fmt.Sprintf("%dk/%s", n/1000, style), func(b *testing.B) {
+				body := fakeapi.GeneratePlugin(fakeapi.Options{Queues: n, Vhosts: 10}, style)
+				plugin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+					w.Write(body)
+				}))
+				defer plugin.Close()
+				api := httptest.NewServer(http.NotFoundHandler()) // the vhost list is optional
+				defer api.Close()
+				u, _ := url.Parse(api.URL)
+				user, pw := "monitor", testPassword
+				h, _ := newHandler(b, config.EnvFlags{Host: u.Host, User: &user, Password: &pw, Source: "prometheus", PluginEndpoints: plugin.URL}, "")
+				h.Logger = slog.New(slog.DiscardHandler)
+				h.DefaultTimeout = time.Minute
+				b.ReportAllocs()
+				b.SetBytes(int64(len(body)))
+				var written int64
+				cpu0 := benchutil.CPUTime()
+				for b.Loop() {
+					w := &discardResponse{header: http.Header{}}
+					h.Probe(w, httptest.NewRequest(http.MethodGet, "/probe", nil))
+					if w.status != 0 && w.status != http.StatusOK {
+						b.Fatalf("status %d", w.status)
+					}
+					written = w.n
+				}
+				benchutil.ReportCPU(b, cpu0)
+				if want := int64(n) * 100; written < want {
+					b.Fatalf("wrote only %d bytes for %d queues; did the probe fail?", written, n)
+				}
+				b.ReportMetric(float64(written), "resp-bytes")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/queue")
+			})
+		}
+	}
+}

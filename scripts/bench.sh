@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 4 benchmark: whole-process scrapes of the exporter against a fake
 # management API at 1k/10k/100k queues (plain, and gzip as Prometheus asks by
-# default: issue 11) and against the local RabbitMQ, then the Go
-# micro-benchmarks. Prints the tables and the target verdicts.
+# default: issue 11), against a fake rabbitmq_prometheus endpoint (issue 9) and
+# against the local RabbitMQ with both sources and the broker's CPU per scrape,
+# then the Go micro-benchmarks. Prints the tables and the target verdicts.
 #
 #   ./scripts/bench.sh          both parts (about 3-4 minutes)
 #   ./scripts/bench.sh e2e      whole-process table only
@@ -17,6 +18,9 @@
 #   REAL_URL    management API of the real broker (default http://127.0.0.1:15672)
 #   REAL_USER / REAL_PASSWORD   (default guest / guest)
 #   BENCHTIME   go test -benchtime (default 1s)
+#   PLUGIN_STYLES / PLUGIN_SIZES   fake plugin rows (default "raw escaped" / "10000 100000")
+#   REAL_PLUGIN_URL    the real broker's rabbitmq_prometheus (default http://127.0.0.1:15692)
+#   REAL_PLUGIN_ALLOW  --probe.allowed-targets for the plugin-source exporter (default the local plugin port)
 #   EXPORTER    an exporter binary to measure instead of building this tree (A/B comparisons)
 #   KEEP        directory to keep results, answers and logs in (default: removed)
 #
@@ -35,6 +39,10 @@ REAL_URL="${REAL_URL:-http://127.0.0.1:15672}"
 REAL_USER="${REAL_USER:-guest}"
 REAL_PASSWORD="${REAL_PASSWORD:-guest}"
 BENCHTIME="${BENCHTIME:-1s}"
+PLUGIN_STYLES="${PLUGIN_STYLES:-raw escaped}"
+PLUGIN_SIZES="${PLUGIN_SIZES:-10000 100000}"
+REAL_PLUGIN_URL="${REAL_PLUGIN_URL:-http://127.0.0.1:15692}"
+REAL_PLUGIN_ALLOW="${REAL_PLUGIN_ALLOW:-(localhost|127\.0\.0\.1):15692}"
 part="${1:-all}"
 case "${part}" in all | e2e | go) ;; *)
   echo "usage: $0 [all|e2e|go]" >&2
@@ -114,6 +122,34 @@ e2e() {
     stop_pid "${bpid}"
   done
 
+  # Issue 9: the plugin source against a fake rabbitmq_prometheus endpoint, in
+  # 3.10's raw labels and 4.x's escaped ones (endpoint configured, so no discovery).
+  for style in ${PLUGIN_STYLES}; do
+    for n in ${PLUGIN_SIZES}; do
+      echo "== plugin source, ${style} labels, ${n} queues: fresh fake plugin and exporter" >&2
+      local bport pport eport
+      bport="$("${bin}/benchscrape" freeport)"
+      pport="$("${bin}/benchscrape" freeport)"
+      "${bin}/fakebroker" -listen "127.0.0.1:${bport}" -plugin-listen "127.0.0.1:${pport}" -plugin-style "${style}" \
+        -queues "${n}" -vhosts 10 -stream-every 0 -user "${user}" -password "${password}" \
+        >"${work}/fakeplugin-${style}-${n}.log" 2>&1 &
+      local bpid=$!
+      pids+=("${bpid}")
+      eport="$("${bin}/benchscrape" freeport)"
+      RABBITMQ_USER="${user}" RABBITMQ_PASSWORD="${password}" "${bin}/rabbitmq_queue_exporter" \
+        --rabbitmq.host="127.0.0.1:${bport}" --rabbitmq.source=prometheus --rabbitmq.plugin-endpoints="http://127.0.0.1:${pport}" \
+        --no-metrics.queues --web.listen-address="127.0.0.1:${eport}" --log.level=warn \
+        >"${work}/exporter-plugin-${style}-${n}.log" 2>&1 &
+      local epid=$!
+      pids+=("${epid}")
+      bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${bport}/stats" "http://127.0.0.1:${eport}/-/healthy"
+      bounded 120 "${bin}/benchscrape" plugin-fake -exporter "http://127.0.0.1:${eport}" -plugin "http://127.0.0.1:${pport}" \
+        -style "${style}" -pid "${epid}" -queues "${n}" -runs "${RUNS}" -min-time "${MIN_TIME}" -out "${results}"
+      stop_pid "${epid}"
+      stop_pid "${bpid}"
+    done
+  done
+
   local largest
   largest="$(echo "${SIZES}" | tr ' ' '\n' | sort -n | tail -1)"
   promtool_check "${work}/answers/scrape-${largest}" "${largest}"
@@ -129,9 +165,30 @@ e2e() {
     local epid=$!
     pids+=("${epid}")
     bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${eport}/-/healthy"
-    bounded 200 "${bin}/benchscrape" real -exporter "http://127.0.0.1:${eport}" -broker "${REAL_URL}" \
-      -user "${REAL_USER}" -password "${REAL_PASSWORD}" -pid "${epid}" -runs 7 -min-runs 3 -budget 120s -out "${results}"
+    # Issue 9: a second exporter reading the same broker through its
+    # rabbitmq_prometheus plugin, and the broker's CPU per call of each.
+    local plugin_args=() pport_real pid_real
+    if [[ -n "$(real_plugin_url)" ]]; then
+      pport_real="$("${bin}/benchscrape" freeport)"
+      RABBITMQ_USER="${REAL_USER}" RABBITMQ_PASSWORD="${REAL_PASSWORD}" "${bin}/rabbitmq_queue_exporter" \
+        --rabbitmq.host="${REAL_URL}" --rabbitmq.source=prometheus --probe.allowed-targets="${REAL_PLUGIN_ALLOW}" \
+        --no-metrics.queues --web.listen-address="127.0.0.1:${pport_real}" --log.level=warn \
+        --probe.default-timeout=60s >"${work}/exporter-real-plugin.log" 2>&1 &
+      pid_real=$!
+      pids+=("${pid_real}")
+      bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${pport_real}/-/healthy"
+      plugin_args=(-plugin-exporter "http://127.0.0.1:${pport_real}" -plugin "${REAL_PLUGIN_URL}")
+    fi
+    local broker_pid
+    broker_pid="$(real_broker_pid)"
+    if [[ -n "${broker_pid}" ]]; then
+      plugin_args+=(-broker-pid "${broker_pid}")
+    fi
+    bounded 300 "${bin}/benchscrape" real -exporter "http://127.0.0.1:${eport}" -broker "${REAL_URL}" \
+      -user "${REAL_USER}" -password "${REAL_PASSWORD}" -pid "${epid}" -runs 7 -min-runs 3 -budget 120s \
+      "${plugin_args[@]}" -out "${results}"
     stop_pid "${epid}"
+    [[ -z "${pid_real:-}" ]] || stop_pid "${pid_real}"
   fi
 
   echo
@@ -181,6 +238,27 @@ real_broker_wanted() {
   return 1
 }
 
+# real_plugin_url prints REAL_PLUGIN_URL when the broker's rabbitmq_prometheus answers.
+real_plugin_url() {
+  if curl -fsS -m 10 -o /dev/null "${REAL_PLUGIN_URL}/metrics/detailed?family=queue_coarse_metrics" 2>/dev/null; then
+    echo "${REAL_PLUGIN_URL}"
+  else
+    echo "== no rabbitmq_prometheus at ${REAL_PLUGIN_URL}: no plugin rows (scripts/testbed.sh enables it)" >&2
+  fi
+}
+
+# real_broker_pid prints the local broker's OS process id, for its CPU per call;
+# nothing when rabbitmqctl cannot ask it (not root, or a remote broker).
+real_broker_pid() {
+  local p
+  p="$(timeout 30 rabbitmqctl -q eval 'os:getpid().' 2>/dev/null | tr -d '"' || true)"
+  if [[ "${p}" =~ ^[0-9]+$ && -r "/proc/${p}/stat" ]]; then
+    echo "${p}"
+  else
+    echo "== broker process not found (rabbitmqctl eval as root): no broker-CPU table" >&2
+  fi
+}
+
 # ensure_bench_vhost re-creates the 10k-queue vhost only when it is missing or short.
 ensure_bench_vhost() {
   local count
@@ -198,6 +276,7 @@ go_benchmarks() {
     "./collector:BenchmarkQueueSet|BenchmarkQueueSetWriteTo|BenchmarkClientGolang"
     "./prober:BenchmarkProbe|BenchmarkGzipAnswer"
     "./management:BenchmarkDecodeQueues/lean/.*/scanner"
+    "./promplugin:BenchmarkParse/.*/(queueset|nop)$"
   )
   for spec in "${pkgs[@]}"; do
     local pkg="${spec%%:*}" re="${spec#*:}"

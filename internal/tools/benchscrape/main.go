@@ -4,7 +4,8 @@
 //	benchscrape freeport                 print a free loopback TCP port
 //	benchscrape wait URL...              wait until each URL answers (any status)
 //	benchscrape fake [flags]             exporter vs the fake broker: scrape, floor, RSS, singleflight, gzip
-//	benchscrape real [flags]             exporter vs a real broker: scrape vs raw request forms
+//	benchscrape real [flags]             exporter vs a real broker: scrape vs raw request forms, both sources, broker CPU
+//	benchscrape plugin-fake [flags]      exporter (source prometheus) vs fakebroker's plugin endpoint: scrape, floor, RSS
 //	benchscrape report FILE              print the table and the target verdicts
 //
 // fake and real append one JSON line per run to -out; report reads them back.
@@ -50,6 +51,8 @@ func main() {
 		err = runFake(args)
 	case "real":
 		err = runReal(args)
+	case "plugin-fake":
+		err = runPluginFake(args)
 	case "report":
 		if len(args) != 1 {
 			usage()
@@ -65,7 +68,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchscrape freeport | wait URL... | fake [flags] | real [flags] | report FILE")
+	fmt.Fprintln(os.Stderr, "usage: benchscrape freeport | wait URL... | fake [flags] | real [flags] | plugin-fake [flags] | report FILE")
 	os.Exit(2)
 }
 
@@ -192,7 +195,8 @@ func (c *capture) Write(p []byte) (int, error) {
 
 // result is one JSON line of the results file.
 type result struct {
-	Kind    string `json:"kind"` // fake or real
+	Kind    string `json:"kind"`            // fake, plugin-fake or real
+	Style   string `json:"style,omitempty"` // plugin-fake: raw or escaped
 	Queues  int    `json:"queues"`
 	Runs    int    `json:"runs"`
 	PeakRSS int64  `json:"peak_rss_bytes"`
@@ -222,6 +226,14 @@ type result struct {
 
 	// real
 	Forms []formResult `json:"forms,omitempty"`
+	// real, plugin source (issue 9): the exporter with --rabbitmq.source=prometheus
+	// against the same broker, the raw plugin call, and the broker's CPU per call.
+	PluginScrapeS   float64  `json:"plugin_scrape_s,omitempty"`
+	PluginRawS      float64  `json:"plugin_raw_s,omitempty"`
+	PluginRespBytes int64    `json:"plugin_response_bytes,omitempty"`
+	PluginBytes     int64    `json:"plugin_body_bytes,omitempty"`
+	BrokerCPU       []cpuRow `json:"broker_cpu,omitempty"`
+	BrokerIdleCPU   float64  `json:"broker_idle_cpu_s_per_s,omitempty"`
 
 	Samples map[string][]float64 `json:"samples_s"`
 }
@@ -711,10 +723,30 @@ func runReal(args []string) error {
 		budget   = fs.Duration("budget", 150*time.Second, "stop starting rounds after this long")
 		settle   = fs.Duration("settle", 300*time.Millisecond, "pause before each request, so one request's aftermath (the broker's GC after a 14 MB listing) does not slow the next")
 		out      = fs.String("out", "", "results file (JSON lines)")
+
+		pluginExporter = fs.String("plugin-exporter", "", "base URL of a second exporter on the same broker with --rabbitmq.source=prometheus (empty: no plugin rows)")
+		plugin         = fs.String("plugin", "http://127.0.0.1:15692", "the broker's rabbitmq_prometheus base URL, for the raw plugin call")
+		brokerPID      = fs.Int("broker-pid", 0, "the broker's beam process id, for its CPU per call (0: no CPU table)")
+		cpuWindow      = fs.Duration("cpu-window", 5*time.Second, "how long each request kind is repeated for the broker-CPU table")
 	)
 	fs.Parse(args)
 	if *exporter == "" || *pid == 0 || *out == "" {
 		return errors.New("real needs -exporter, -pid and -out")
+	}
+	var pluginScrape, pluginRaw fetch
+	if *pluginExporter != "" {
+		pluginScrape = fetch{url: *pluginExporter + "/probe"}
+		pluginRaw = fetch{url: *plugin + pluginQuery}
+		first, err := pluginScrape.do(io.Discard)
+		if err != nil {
+			return err
+		}
+		if err := checkScrape(first.head, -1); err != nil {
+			return err
+		}
+		if v, ok := sampleValue(first.head, `rabbitmq_source_info{host="127.0.0.1",source="prometheus"}`); !ok || v != 1 {
+			return fmt.Errorf("the plugin exporter's scrape was not served by the plugin:\n%s", firstLines(first.head, 30))
+		}
 	}
 	scrape := fetch{url: *exporter + "/probe"}
 	first, err := scrape.do(io.Discard)
@@ -770,6 +802,34 @@ func runReal(args []string) error {
 		r.Forms = append(r.Forms, formResult{Name: f.name, Query: f.query, MedianS: median(samples[f.name]),
 			MinS: slices.Min(samples[f.name]), MaxS: slices.Max(samples[f.name]), Bytes: bytesOf[f.name]})
 	}
+	if *pluginExporter != "" {
+		// Rounds of their own: calls of ~40 ms interleaved with listings of
+		// seconds would mostly measure the broker's aftermath of those.
+		ps, err := pluginRounds(pluginRaw, pluginScrape, 15, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		for k, v := range ps.samples {
+			r.Samples[k] = v
+		}
+		r.PluginScrapeS, r.PluginRawS = median(ps.samples["plugin_scrape"]), median(ps.samples["plugin_raw"])
+		r.PluginRespBytes, r.PluginBytes = ps.bytes["plugin_scrape"], ps.bytes["plugin_raw"]
+	}
+	if *brokerPID > 0 {
+		cpuKinds := []namedFetch{
+			{"GET /api/queues (the management source's request)", kinds[0].f},
+			{"exporter /probe, source management", scrape},
+			{"GET /api/nodes?columns=name,running,contexts", fetch{url: *broker + "/api/nodes?columns=name,running,contexts", user: *user, password: *password}},
+		}
+		if *pluginExporter != "" {
+			cpuKinds = append(cpuKinds,
+				namedFetch{"GET " + pluginQuery + " (the plugin source's request)", pluginRaw},
+				namedFetch{"exporter /probe, source prometheus", pluginScrape})
+		}
+		if r.BrokerCPU, r.BrokerIdleCPU, err = measureBrokerCPU(cpuKinds, *brokerPID, *cpuWindow); err != nil {
+			return err
+		}
+	}
 	return appendResult(*out, r)
 }
 
@@ -799,7 +859,7 @@ func report(path string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var fakes, reals []result
+	var fakes, reals, plugins []result
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		var r result
@@ -808,9 +868,12 @@ func report(path string, w io.Writer) error {
 		} else if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if r.Kind == "real" {
+		switch r.Kind {
+		case "real":
 			reals = append(reals, r)
-		} else {
+		case "plugin-fake":
+			plugins = append(plugins, r)
+		default:
 			fakes = append(fakes, r)
 		}
 	}
@@ -874,6 +937,7 @@ func report(path string, w io.Writer) error {
 			}
 		}
 	}
+	checks = append(checks, reportPluginFake(w, plugins, verdict)...)
 	for _, r := range reals {
 		fmt.Fprintf(w, "\nReal RabbitMQ broker, %d queues listed, median of %d rounds (request forms and scrape interleaved):\n\n", r.Queues, r.Runs)
 		fmt.Fprintln(w, "| request | median s | min s | max s | body bytes |")
@@ -890,6 +954,7 @@ func report(path string, w io.Writer) error {
 		fmt.Fprintf(w, "| exporter /probe end to end | %.3f | %.3f | %.3f | %d |\n\n", r.ScrapeS, slices.Min(sc), slices.Max(sc), r.RespBytes)
 		fmt.Fprintf(w, "cheapest raw form: %s; scrape / cheapest = %.2f; exporter peak RSS %.1f MB\n", cheapest.Name, ratio, float64(r.PeakRSS)/(1<<20))
 		checks = append(checks, fmt.Sprintf("%s: real broker scrape within %.2fx the cheapest raw request (%.2fx)", verdict(ratio <= maxRealRatio), maxRealRatio, ratio))
+		checks = append(checks, reportRealPlugin(w, r, verdict)...)
 	}
 	fmt.Fprintln(w, "\nTargets:")
 	for _, c := range checks {
