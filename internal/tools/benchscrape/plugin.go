@@ -247,10 +247,10 @@ type namedFetch struct {
 
 // Targets from issue 9.
 const (
-	maxPluginFloorRatio = 2.0    // fake plugin endpoint, at pluginRatioQueues
+	maxPluginFloorRatio = 2.0 // fake plugin endpoint, at pluginRatioQueues
 	pluginRatioQueues   = 100_000
-	maxPluginRealRatio  = 1.3    // exporter end to end vs the raw plugin call, real broker
-	maxBrokerCPUShare   = 0.1    // broker CPU per plugin scrape vs per management scrape
+	maxPluginRealRatio  = 1.3 // exporter end to end vs the raw plugin call, real broker
+	maxBrokerCPUShare   = 0.1 // broker CPU per plugin scrape vs per management scrape
 )
 
 func reportPluginFake(w io.Writer, plugins []result, verdict func(bool) string) []string {
