@@ -53,11 +53,6 @@ func escapeInto(dst, v []byte) int {
 	return n
 }
 
-// Plain tells whether v is ASCII without backslash, double quote or line
-// feed (a few other bytes below '#', such as space, may answer false too):
-// such a label value reads the same escaped or not. For parsers' fast paths.
-func Plain(v []byte) bool { return !mayNeedEscape(v) }
-
 // mayNeedEscape is false when v certainly holds no backslash, double quote,
 // line feed or non-ASCII byte (which might be invalid UTF-8). It reads v as
 // 64-bit words (the last one overlapping, short values packed into one) and

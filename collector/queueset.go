@@ -7,6 +7,7 @@
 package collector
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -226,26 +227,30 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 	return false, nil
 }
 
-// holds tells whether the entry ref has the labels of vhost and name. Names
-// that need no escaping (nearly all) are compared in place, without
-// escaping them first.
+// holds tells whether the entry ref has the labels of vhost and name,
+// comparing them in place instead of escaping them first. Stored labels
+// without a backslash hold no escape, so a byte-equal match with them is
+// a match of the escaped labels too (a bare quote in the incoming names
+// would sit where the stored labels have a backslash before it). A stored
+// backslash, or names that differ only once escaped, take the exact path.
 func (s *QueueSet) holds(ref uint32, vhost, name []byte) bool {
 	stored := s.labelsOf(ref)
-	if mayNeedEscape(name) || mayNeedEscape(vhost) {
-		need := labelsRoom(vhost, name)
-		if cap(s.scratch) < need {
-			s.scratch = make([]byte, need)
-		}
-		return string(stored) == string(s.scratch[:putLabels(s.scratch[:need], vhost, name)])
-	}
-	// stored is open + name + mid + vhost + end; with name free of quotes
-	// and backslashes, a match of name followed by mid cannot be a prefix
-	// of a longer escaped name.
 	v := len(open) + len(name) + len(mid)
-	return len(stored) == v+len(vhost)+len(end) &&
+	if len(stored) == v+len(vhost)+len(end) &&
 		string(stored[len(open):len(open)+len(name)]) == string(name) &&
 		string(stored[len(open)+len(name):v]) == mid &&
-		string(stored[v:v+len(vhost)]) == string(vhost)
+		string(stored[v:v+len(vhost)]) == string(vhost) &&
+		bytes.IndexByte(stored, '\\') < 0 {
+		return true
+	}
+	if !mayNeedEscape(name) && !mayNeedEscape(vhost) {
+		return false // these escape to themselves: the compare above was exact
+	}
+	need := labelsRoom(vhost, name)
+	if cap(s.scratch) < need {
+		s.scratch = make([]byte, need)
+	}
+	return string(stored) == string(s.scratch[:putLabels(s.scratch[:need], vhost, name)])
 }
 
 // find looks vhost and name up in the index (built on first use), adding the

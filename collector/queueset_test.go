@@ -225,7 +225,7 @@ func validUTF8(s string) string {
 // the plain one (escape, then compare bytes) for names that are prefixes of
 // each other, need escaping, or hold the separator between the two labels.
 func TestHoldsAgreesWithEscapedLabels(t *testing.T) {
-	names := []string{"", "a", "ab", "a\\", `a"`, "a\n", "ä", "\xff", "\uFFFD", `a",vhost="b`, "a b", "queue.1", "queue.10"}
+	names := []string{"", "a", "ab", "a\\", `a"`, `a\"`, `a\\`, "a\n", "ä", "\xff", "\uFFFD", `a",vhost="b`, "a b", "queue.1", "queue.10"}
 	s := NewQueueSet("h", 0)
 	type pair struct{ vhost, name string }
 	var stored []pair

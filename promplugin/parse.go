@@ -472,9 +472,7 @@ func (p *parser) sample(l []byte) error {
 	// none after it, no backslash: both modes read it the same.
 	if q := bytes.IndexByte(labels, '"'); q >= 0 && bytes.HasPrefix(labels[q:], []byte(labelsMid)) {
 		vhost, name := labels[:q], labels[q+len(labelsMid):]
-		// Plain (one word-wise pass each) settles nearly all names at once.
-		if collector.Plain(vhost) && collector.Plain(name) ||
-			bytes.IndexByte(name, '"') < 0 && bytes.IndexByte(vhost, '\\') < 0 && bytes.IndexByte(name, '\\') < 0 {
+		if bytes.IndexByte(name, '"') < 0 && bytes.IndexByte(labels, '\\') < 0 {
 			return p.emit(vhost, name, f.field, v)
 		}
 	}
