@@ -727,7 +727,7 @@ func runReal(args []string) error {
 		pluginExporter = fs.String("plugin-exporter", "", "base URL of a second exporter on the same broker with --rabbitmq.source=prometheus (empty: no plugin rows)")
 		plugin         = fs.String("plugin", "http://127.0.0.1:15692", "the broker's rabbitmq_prometheus base URL, for the raw plugin call")
 		brokerPID      = fs.Int("broker-pid", 0, "the broker's beam process id, for its CPU per call (0: no CPU table)")
-		cpuWindow      = fs.Duration("cpu-window", 5*time.Second, "how long each request kind is repeated for the broker-CPU table")
+		cpuWindow      = fs.Duration("cpu-window", 10*time.Second, "how long each request kind is repeated for the broker-CPU table")
 	)
 	fs.Parse(args)
 	if *exporter == "" || *pid == 0 || *out == "" {
