@@ -59,8 +59,13 @@ func benchProbe(b *testing.B, n int, accept string) {
 	h, _ := newHandler(b, config.EnvFlags{Host: u.Host, User: &user, Password: &pw}, "")
 	h.Logger = slog.New(slog.DiscardHandler)
 	h.DefaultTimeout = time.Minute
+	probeLoop(b, h, accept, n, len(api.Body()))
+}
+
+// probeLoop times h.Probe, n queues and in bytes read from the broker per probe.
+func probeLoop(b *testing.B, h *Handler, accept string, n, in int) {
 	b.ReportAllocs()
-	b.SetBytes(int64(len(api.Body())))
+	b.SetBytes(int64(in))
 	var written int64
 	cpu0 := benchutil.CPUTime()
 	for b.Loop() {
@@ -103,24 +108,7 @@ func BenchmarkProbePlugin(b *testing.B) {
 				h, _ := newHandler(b, config.EnvFlags{Host: u.Host, User: &user, Password: &pw, Source: "prometheus", PluginEndpoints: plugin.URL}, "")
 				h.Logger = slog.New(slog.DiscardHandler)
 				h.DefaultTimeout = time.Minute
-				b.ReportAllocs()
-				b.SetBytes(int64(len(body)))
-				var written int64
-				cpu0 := benchutil.CPUTime()
-				for b.Loop() {
-					w := &discardResponse{header: http.Header{}}
-					h.Probe(w, httptest.NewRequest(http.MethodGet, "/probe", nil))
-					if w.status != 0 && w.status != http.StatusOK {
-						b.Fatalf("status %d", w.status)
-					}
-					written = w.n
-				}
-				benchutil.ReportCPU(b, cpu0)
-				if want := int64(n) * 100; written < want {
-					b.Fatalf("wrote only %d bytes for %d queues; did the probe fail?", written, n)
-				}
-				b.ReportMetric(float64(written), "resp-bytes")
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/queue")
+				probeLoop(b, h, "", n, len(body))
 			})
 		}
 	}

@@ -447,9 +447,7 @@ func runFake(args []string) error {
 		password    = fs.String("password", "guest", "broker password")
 		pid         = fs.Int("pid", 0, "exporter process id, for VmHWM")
 		queues      = fs.Int("queues", 0, "queues the fake broker lists")
-		runs        = fs.Int("runs", 9, "measured rounds at least (each: raw body, blob, scrape)")
-		minTime     = fs.Duration("min-time", 2*time.Second, "keep adding rounds (up to -max-runs) until this much time was spent measuring: small sizes get many samples, so a burst of load elsewhere moves the medians less")
-		maxRuns     = fs.Int("max-runs", 200, "most measured rounds")
+		rf          = addRoundFlags(fs)
 		warmup      = fs.Int("warmup", 2, "unmeasured scrapes first")
 		concurrency = fs.Int("concurrency", 8, "simultaneous scrapes for the singleflight check")
 		latency     = fs.Duration("concurrent-latency", 300*time.Millisecond, "broker delay during the concurrency check, so the scrapes overlap for sure")
@@ -466,17 +464,8 @@ func runFake(args []string) error {
 	// Streams count too: they are listed, just without counts.
 	expected := *queues
 
-	for range *warmup {
-		if _, err := scrape.do(nil); err != nil {
-			return err
-		}
-	}
-	var answer bytes.Buffer
-	first, err := scrape.do(&answer)
+	answer, _, err := firstAnswer(scrape, *warmup, expected)
 	if err != nil {
-		return err
-	}
-	if err := checkScrape(first.head, expected); err != nil {
 		return err
 	}
 	if *save != "" {
@@ -484,7 +473,7 @@ func runFake(args []string) error {
 			return err
 		}
 	}
-	blobURL, stop, err := blobServer(answer.Bytes(), "")
+	blobURL, stop, err := blobServer(answer, "")
 	if err != nil {
 		return err
 	}
@@ -506,7 +495,7 @@ func runFake(args []string) error {
 		return err
 	}
 	var gzAnswer bytes.Buffer
-	if _, err := compressBestSpeed(&gzAnswer, answer.Bytes()); err != nil {
+	if _, err := compressBestSpeed(&gzAnswer, answer); err != nil {
 		return err
 	}
 	gzBlobURL, stopGz, err := blobServer(gzAnswer.Bytes(), "gzip")
@@ -521,36 +510,23 @@ func runFake(args []string) error {
 
 	// Rounds interleave the downloads and the compression, rotating their
 	// order, so load from elsewhere on the machine hits all of them alike.
-	kinds := []struct {
-		name string
-		f    func() (fetched, error)
-	}{
-		{"raw", func() (fetched, error) { return raw.do(nil) }},
-		{"blob", func() (fetched, error) { return blob.do(nil) }},
-		{"scrape", func() (fetched, error) { return scrape.do(nil) }},
-		{"gzip_blob", func() (fetched, error) { return gzBlob.do(nil) }},
+	kinds := []timedKind{
+		fetchKind("raw", raw),
+		fetchKind("blob", blob),
+		fetchKind("scrape", scrape),
+		fetchKind("gzip_blob", gzBlob),
 		{"klauspost_bestspeed", func() (fetched, error) {
 			start := time.Now()
-			n, err := compressBestSpeed(io.Discard, answer.Bytes())
+			n, err := compressBestSpeed(io.Discard, answer)
 			return fetched{dur: time.Since(start), bytes: n}, err
 		}},
-		{"gzip_scrape", func() (fetched, error) { return gzScrape.do(nil) }},
+		fetchKind("gzip_scrape", gzScrape),
 	}
-	samples := map[string][]float64{}
-	bytesOf := map[string]int64{}
-	start := time.Now()
-	round := 0
-	for ; round < *runs || (round < *maxRuns && time.Since(start) < *minTime); round++ {
-		for k := range kinds {
-			kind := kinds[(k+round)%len(kinds)]
-			res, err := kind.f()
-			if err != nil {
-				return err
-			}
-			samples[kind.name] = append(samples[kind.name], res.dur.Seconds())
-			bytesOf[kind.name] = res.bytes
-		}
+	rs, err := rf.measure(kinds, 0)
+	if err != nil {
+		return err
 	}
+	samples, bytesOf, round := rs.samples, rs.bytes, rs.rounds
 	brokerBytes, respBytes := bytesOf["raw"], bytesOf["scrape"]
 
 	cpu, err := cpuPerScrape(scrape, *pid, *cpuScrapes)
@@ -703,6 +679,75 @@ func brokerRequests(broker string) (int64, error) {
 	return st.Requests, nil
 }
 
+// firstAnswer scrapes warmup times, then once more keeping the answer,
+// which must be a successful scrape of queues queues; head is its start.
+func firstAnswer(scrape fetch, warmup, queues int) (answer, head []byte, err error) {
+	for range warmup {
+		if _, err := scrape.do(nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	var b bytes.Buffer
+	first, err := scrape.do(&b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.Bytes(), first.head, checkScrape(first.head, queues)
+}
+
+// timedKind is one kind of step in the measured rounds.
+type timedKind struct {
+	name string
+	f    func() (fetched, error)
+}
+
+func fetchKind(name string, f fetch) timedKind {
+	return timedKind{name, func() (fetched, error) { return f.do(nil) }}
+}
+
+// roundFlags bound the measured rounds: at least runs, and more (up to
+// maxRuns) until minTime was spent, so small sizes get many samples and a
+// burst of load elsewhere moves the medians less.
+type roundFlags struct {
+	runs, maxRuns *int
+	minTime       *time.Duration
+}
+
+func addRoundFlags(fs *flag.FlagSet) roundFlags {
+	return roundFlags{
+		runs:    fs.Int("runs", 9, "measured rounds at least"),
+		minTime: fs.Duration("min-time", 2*time.Second, "keep adding rounds (up to -max-runs) until this much time was spent measuring"),
+		maxRuns: fs.Int("max-runs", 200, "most measured rounds"),
+	}
+}
+
+type roundSamples struct {
+	samples map[string][]float64
+	bytes   map[string]int64
+	rounds  int
+}
+
+// measure runs every kind once per round, their order rotating so that load
+// from elsewhere on the machine hits all of them alike, with settle before
+// each step.
+func (rf roundFlags) measure(kinds []timedKind, settle time.Duration) (roundSamples, error) {
+	rs := roundSamples{samples: map[string][]float64{}, bytes: map[string]int64{}}
+	start := time.Now()
+	for ; rs.rounds < *rf.runs || (rs.rounds < *rf.maxRuns && time.Since(start) < *rf.minTime); rs.rounds++ {
+		for k := range kinds {
+			kind := kinds[(k+rs.rounds)%len(kinds)]
+			time.Sleep(settle)
+			res, err := kind.f()
+			if err != nil {
+				return rs, fmt.Errorf("%s: %w", kind.name, err)
+			}
+			rs.samples[kind.name] = append(rs.samples[kind.name], res.dur.Seconds())
+			rs.bytes[kind.name] = res.bytes
+		}
+	}
+	return rs, nil
+}
+
 // requestForms are the ways to ask a real broker for the same counts.
 var requestForms = []struct{ name, query string }{
 	{"columns+disable_stats+totals (exporter)", management.QueuesQuery()},
@@ -805,7 +850,9 @@ func runReal(args []string) error {
 	if *pluginExporter != "" {
 		// Rounds of their own: calls of ~40 ms interleaved with listings of
 		// seconds would mostly measure the broker's aftermath of those.
-		ps, err := pluginRounds(pluginRaw, pluginScrape, 15, 10*time.Second)
+		minRounds, maxRounds, minTime := 15, 1000, 10*time.Second
+		ps, err := roundFlags{&minRounds, &maxRounds, &minTime}.measure(
+			[]timedKind{fetchKind("plugin_raw", pluginRaw), fetchKind("plugin_scrape", pluginScrape)}, 100*time.Millisecond)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
@@ -31,9 +30,7 @@ func runPluginFake(args []string) error {
 		pid         = fs.Int("pid", 0, "exporter process id, for VmHWM and CPU")
 		queues      = fs.Int("queues", 0, "queues the fake broker describes (streams included; the plugin answer leaves them out)")
 		streamEvery = fs.Int("stream-every", 0, "fakebroker's -stream-every")
-		runs        = fs.Int("runs", 9, "measured rounds at least")
-		minTime     = fs.Duration("min-time", 2*time.Second, "keep adding rounds (up to -max-runs) until this much time was spent")
-		maxRuns     = fs.Int("max-runs", 200, "most measured rounds")
+		rf          = addRoundFlags(fs)
 		concurrency = fs.Int("concurrency", 8, "simultaneous scrapes (plain, then gzip) before reading the peak RSS")
 		cpuScrapes  = fs.Int("cpu-scrapes", 20, "back-to-back scrapes to measure the exporter's CPU per scrape over")
 		out         = fs.String("out", "", "results file (JSON lines)")
@@ -51,52 +48,30 @@ func runPluginFake(args []string) error {
 	}
 	raw := fetch{url: *plugin + pluginQuery}
 	scrape := fetch{url: *exporter + "/probe"}
-	for range 2 {
-		if _, err := scrape.do(nil); err != nil {
-			return err
-		}
-	}
-	var answer strings.Builder
-	first, err := scrape.do(&answer)
+	answer, head, err := firstAnswer(scrape, 2, expected)
 	if err != nil {
 		return err
 	}
-	if err := checkScrape(first.head, expected); err != nil {
-		return err
+	if v, ok := sampleValue(head, `rabbitmq_source_info{host="127.0.0.1",source="prometheus"}`); !ok || v != 1 {
+		return fmt.Errorf("the scrape was not served by the plugin source:\n%s", firstLines(head, 30))
 	}
-	if v, ok := sampleValue(first.head, `rabbitmq_source_info{host="127.0.0.1",source="prometheus"}`); !ok || v != 1 {
-		return fmt.Errorf("the scrape was not served by the plugin source:\n%s", firstLines(first.head, 30))
-	}
-	blobURL, stop, err := blobServer([]byte(answer.String()), "")
+	blobURL, stop, err := blobServer(answer, "")
 	if err != nil {
 		return err
 	}
 	defer stop()
 	blob := fetch{url: blobURL}
-	kinds := []struct {
-		name string
-		f    fetch
-	}{{"raw", raw}, {"blob", blob}, {"scrape", scrape}}
+	kinds := []timedKind{fetchKind("raw", raw), fetchKind("blob", blob), fetchKind("scrape", scrape)}
 	for _, k := range kinds { // warm every connection
-		if _, err := k.f.do(nil); err != nil {
+		if _, err := k.f(); err != nil {
 			return err
 		}
 	}
-	samples := map[string][]float64{}
-	bytesOf := map[string]int64{}
-	start := time.Now()
-	round := 0
-	for ; round < *runs || (round < *maxRuns && time.Since(start) < *minTime); round++ {
-		for k := range kinds {
-			kd := kinds[(k+round)%len(kinds)]
-			res, err := kd.f.do(nil)
-			if err != nil {
-				return err
-			}
-			samples[kd.name] = append(samples[kd.name], res.dur.Seconds())
-			bytesOf[kd.name] = res.bytes
-		}
+	rs, err := rf.measure(kinds, 0)
+	if err != nil {
+		return err
 	}
+	samples, bytesOf, round := rs.samples, rs.bytes, rs.rounds
 	cpu, err := cpuPerScrape(scrape, *pid, *cpuScrapes)
 	if err != nil {
 		return err
@@ -122,32 +97,6 @@ func runPluginFake(args []string) error {
 	fmt.Fprintf(os.Stderr, "  plugin %s, %d queues: scrape %.4fs, floor %.4fs (raw %.4fs + blob %.4fs), peak RSS %.1f MB\n",
 		r.Style, r.Queues, r.ScrapeS, r.FloorS, r.RawS, r.BlobS, float64(hwm)/(1<<20))
 	return appendResult(*out, r)
-}
-
-type roundSamples struct {
-	samples map[string][]float64
-	bytes   map[string]int64
-}
-
-// pluginRounds alternates the raw plugin call and the plugin-source scrape
-// (order rotating) for at least minRounds rounds and minTime.
-func pluginRounds(raw, scrape fetch, minRounds int, minTime time.Duration) (roundSamples, error) {
-	rs := roundSamples{samples: map[string][]float64{}, bytes: map[string]int64{}}
-	kinds := []namedFetch{{"plugin_raw", raw}, {"plugin_scrape", scrape}}
-	start := time.Now()
-	for round := 0; round < minRounds || time.Since(start) < minTime; round++ {
-		for k := range kinds {
-			kd := kinds[(k+round)%len(kinds)]
-			time.Sleep(100 * time.Millisecond)
-			res, err := kd.f.do(nil)
-			if err != nil {
-				return rs, err
-			}
-			rs.samples[kd.name] = append(rs.samples[kd.name], res.dur.Seconds())
-			rs.bytes[kd.name] = res.bytes
-		}
-	}
-	return rs, nil
 }
 
 // simultaneous fires n scrapes at once and checks every answer.
