@@ -94,6 +94,15 @@ func TestSetMatchesAdd(t *testing.T) {
 			if a, b := sampleMap(parse(t, got.Bytes())), sampleMap(parse(t, want)); fmt.Sprint(a) != fmt.Sprint(b) {
 				t.Fatalf("Set and Add disagree")
 			}
+			missing := 0
+			for _, q := range qs {
+				if q.has != 0 && q.has != AllPresent {
+					missing++
+				}
+			}
+			if s.MissingCounts() != missing {
+				t.Fatalf("MissingCounts %d, want %d", s.MissingCounts(), missing)
+			}
 			if dup, _ := s.Set([]byte(qs[5].vhost), []byte(qs[5].name), 0, 12345); qs[5].has.Has(0) && !dup {
 				t.Fatal("a second value for the same count is not reported")
 			}
