@@ -120,12 +120,9 @@ func putLabels(dst, vhost, name []byte) int {
 // drops and counts the others.
 func (s *QueueSet) Add(vhost, name []byte, counts *Counts, has Presence) error {
 	need := labelsRoom(vhost, name)
-	b := s.cur
-	if b == nil || len(b.labels)-b.used < need || b.n == len(b.entries) {
-		var err error
-		if b, err = s.grow(need); err != nil {
-			return err
-		}
+	b, err := s.room(need)
+	if err != nil {
+		return err
 	}
 	n := putLabels(b.labels[b.used:b.used+need], vhost, name)
 	return s.append(b, n, has&AllPresent, counts)
@@ -197,11 +194,9 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 	case !found && s.index.slots == nil:
 		// A new queue at the end: escaped straight into the block.
 		need := labelsRoom(vhost, name)
-		b := s.cur
-		if b == nil || len(b.labels)-b.used < need || b.n == len(b.entries) {
-			if b, err = s.grow(need); err != nil {
-				return false, err
-			}
+		b, err := s.room(need)
+		if err != nil {
+			return false, err
 		}
 		s.cursor = s.ref(b)
 		if err := s.append(b, putLabels(b.labels[b.used:b.used+need], vhost, name), 0, &Counts{}); err != nil {
@@ -246,21 +241,22 @@ func (s *QueueSet) holds(ref uint32, vhost, name []byte) bool {
 	if !mayNeedEscape(name) && !mayNeedEscape(vhost) {
 		return false // these escape to themselves: the compare above was exact
 	}
+	return string(stored) == string(s.escaped(vhost, name))
+}
+
+// escaped writes the stored form of vhost and name to the scratch buffer.
+func (s *QueueSet) escaped(vhost, name []byte) []byte {
 	need := labelsRoom(vhost, name)
 	if cap(s.scratch) < need {
 		s.scratch = make([]byte, need)
 	}
-	return string(stored) == string(s.scratch[:putLabels(s.scratch[:need], vhost, name)])
+	return s.scratch[:putLabels(s.scratch[:need], vhost, name)]
 }
 
 // find looks vhost and name up in the index (built on first use), adding the
 // queue at the end when it is new, and moves the cursor there.
 func (s *QueueSet) find(vhost, name []byte) (*queueEntry, error) {
-	need := labelsRoom(vhost, name)
-	if cap(s.scratch) < need {
-		s.scratch = make([]byte, need)
-	}
-	labels := s.scratch[:putLabels(s.scratch[:need], vhost, name)]
+	labels := s.escaped(vhost, name)
 	if s.index.slots == nil {
 		if err := s.buildIndex(); err != nil {
 			return nil, err
@@ -271,12 +267,9 @@ func (s *QueueSet) find(vhost, name []byte) (*queueEntry, error) {
 		e, _ := s.entryAt(ref)
 		return e, nil
 	}
-	b := s.cur
-	if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
-		var err error
-		if b, err = s.grow(len(labels)); err != nil {
-			return nil, err
-		}
+	b, err := s.room(len(labels))
+	if err != nil {
+		return nil, err
 	}
 	s.cursor = s.ref(b)
 	copy(b.labels[b.used:], labels)
@@ -299,12 +292,9 @@ func (s *QueueSet) Merge(o *QueueSet) error {
 			if e.has&dropped != 0 {
 				continue
 			}
-			b := s.cur
-			if b == nil || len(b.labels)-b.used < len(labels) || b.n == len(b.entries) {
-				var err error
-				if b, err = s.grow(len(labels)); err != nil {
-					return err
-				}
+			b, err := s.room(len(labels))
+			if err != nil {
+				return err
 			}
 			copy(b.labels[b.used:], labels)
 			if err := s.append(b, len(labels), e.has, &e.values); err != nil {
@@ -393,6 +383,15 @@ func (s *QueueSet) next(ref uint32) uint32 {
 		return ref + 1
 	}
 	return uint32(bi+1) << entryBits
+}
+
+// room returns the block to append an entry with up to need label bytes to:
+// the current one, or a new one when it is full.
+func (s *QueueSet) room(need int) (*block, error) {
+	if b := s.cur; b != nil && len(b.labels)-b.used >= need && b.n < len(b.entries) {
+		return b, nil
+	}
+	return s.grow(need)
 }
 
 // grow starts a new block with room for at least need label bytes.
