@@ -295,26 +295,23 @@ $RAISE_FD_LIMIT" && changed=0
 	return $changed
 }
 
-log_hint() {
+# node_log WHICH: the path of the node's log file.
+node_log() {
 	if [ "$1" = second ]; then
-		echo "see $SECOND_BASE/log/$SECOND_NODE.log"
+		echo "$SECOND_BASE/log/$SECOND_NODE.log"
 	elif is_member "$1"; then
-		echo "see $(member_base "$1")/log/$1@localhost.log"
+		echo "$(member_base "$1")/log/$1@localhost.log"
 	else
-		echo "see /var/log/rabbitmq/$PRIMARY_NODE.log"
+		echo "/var/log/rabbitmq/$PRIMARY_NODE.log"
 	fi
 }
+
+log_hint() { echo "see $(node_log "$1")"; }
 
 # log_tail WHICH: the node's last log lines, so that a CI failure shows its cause.
 log_tail() {
 	local f
-	if [ "$1" = second ]; then
-		f="$SECOND_BASE/log/$SECOND_NODE.log"
-	elif is_member "$1"; then
-		f="$(member_base "$1")/log/$1@localhost.log"
-	else
-		f="/var/log/rabbitmq/$PRIMARY_NODE.log"
-	fi
+	f="$(node_log "$1")"
 	[ -r "$f" ] || return 0
 	printf 'testbed: last lines of %s:\n' "$f"
 	tail -n 8 "$f" | cut -c1-300 | sed 's/^/  | /'
