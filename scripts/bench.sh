@@ -86,6 +86,18 @@ bounded() {
   wait "${pid}"
 }
 
+# start_exporter LOG PORT USER PASSWORD ARGS...: starts the built exporter on
+# 127.0.0.1:PORT with the credentials in its environment (as an operator would)
+# and sets started_pid; cleanup stops it.
+start_exporter() {
+  local log="$1" port="$2" u="$3" p="$4"
+  shift 4
+  RABBITMQ_USER="${u}" RABBITMQ_PASSWORD="${p}" "${work}/bin/rabbitmq_queue_exporter" \
+    --no-metrics.queues --web.listen-address="127.0.0.1:${port}" --log.level=warn "$@" >"${work}/${log}" 2>&1 &
+  started_pid=$!
+  pids+=("${started_pid}")
+}
+
 e2e() {
   echo "== building (go build -o ${work}/bin)" >&2
   mkdir -p "${work}/bin" "${work}/answers"
@@ -109,11 +121,8 @@ e2e() {
     local bpid=$!
     pids+=("${bpid}")
     eport="$("${bin}/benchscrape" freeport)"
-    RABBITMQ_USER="${user}" RABBITMQ_PASSWORD="${password}" "${bin}/rabbitmq_queue_exporter" \
-      --rabbitmq.host="127.0.0.1:${bport}" --no-metrics.queues --web.listen-address="127.0.0.1:${eport}" --log.level=warn \
-      >"${work}/exporter-${n}.log" 2>&1 &
-    local epid=$!
-    pids+=("${epid}")
+    start_exporter "exporter-${n}.log" "${eport}" "${user}" "${password}" --rabbitmq.host="127.0.0.1:${bport}"
+    local epid="${started_pid}"
     bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${bport}/stats" "http://127.0.0.1:${eport}/-/healthy"
     bounded 120 "${bin}/benchscrape" fake -exporter "http://127.0.0.1:${eport}" -broker "http://127.0.0.1:${bport}" \
       -user "${user}" -password "${password}" -pid "${epid}" -queues "${n}" -runs "${RUNS}" -min-time "${MIN_TIME}" \
@@ -136,12 +145,9 @@ e2e() {
       local bpid=$!
       pids+=("${bpid}")
       eport="$("${bin}/benchscrape" freeport)"
-      RABBITMQ_USER="${user}" RABBITMQ_PASSWORD="${password}" "${bin}/rabbitmq_queue_exporter" \
-        --rabbitmq.host="127.0.0.1:${bport}" --rabbitmq.source=prometheus --rabbitmq.plugin-endpoints="http://127.0.0.1:${pport}" \
-        --no-metrics.queues --web.listen-address="127.0.0.1:${eport}" --log.level=warn \
-        >"${work}/exporter-plugin-${style}-${n}.log" 2>&1 &
-      local epid=$!
-      pids+=("${epid}")
+      start_exporter "exporter-plugin-${style}-${n}.log" "${eport}" "${user}" "${password}" \
+        --rabbitmq.host="127.0.0.1:${bport}" --rabbitmq.source=prometheus --rabbitmq.plugin-endpoints="http://127.0.0.1:${pport}"
+      local epid="${started_pid}"
       bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${bport}/stats" "http://127.0.0.1:${eport}/-/healthy"
       bounded 120 "${bin}/benchscrape" plugin-fake -exporter "http://127.0.0.1:${eport}" -plugin "http://127.0.0.1:${pport}" \
         -style "${style}" -pid "${epid}" -queues "${n}" -runs "${RUNS}" -min-time "${MIN_TIME}" -out "${results}"
@@ -159,23 +165,19 @@ e2e() {
     ensure_bench_vhost
     local eport
     eport="$("${bin}/benchscrape" freeport)"
-    RABBITMQ_USER="${REAL_USER}" RABBITMQ_PASSWORD="${REAL_PASSWORD}" "${bin}/rabbitmq_queue_exporter" \
-      --rabbitmq.host="${REAL_URL}" --no-metrics.queues --web.listen-address="127.0.0.1:${eport}" --log.level=warn \
-      --probe.default-timeout=60s >"${work}/exporter-real.log" 2>&1 &
-    local epid=$!
-    pids+=("${epid}")
+    start_exporter exporter-real.log "${eport}" "${REAL_USER}" "${REAL_PASSWORD}" \
+      --rabbitmq.host="${REAL_URL}" --probe.default-timeout=60s
+    local epid="${started_pid}"
     bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${eport}/-/healthy"
     # Issue 9: a second exporter reading the same broker through its
     # rabbitmq_prometheus plugin, and the broker's CPU per call of each.
     local plugin_args=() pport_real pid_real
     if [[ -n "$(real_plugin_url)" ]]; then
       pport_real="$("${bin}/benchscrape" freeport)"
-      RABBITMQ_USER="${REAL_USER}" RABBITMQ_PASSWORD="${REAL_PASSWORD}" "${bin}/rabbitmq_queue_exporter" \
+      start_exporter exporter-real-plugin.log "${pport_real}" "${REAL_USER}" "${REAL_PASSWORD}" \
         --rabbitmq.host="${REAL_URL}" --rabbitmq.source=prometheus --probe.allowed-targets="${REAL_PLUGIN_ALLOW}" \
-        --no-metrics.queues --web.listen-address="127.0.0.1:${pport_real}" --log.level=warn \
-        --probe.default-timeout=60s >"${work}/exporter-real-plugin.log" 2>&1 &
-      pid_real=$!
-      pids+=("${pid_real}")
+        --probe.default-timeout=60s
+      pid_real="${started_pid}"
       bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${pport_real}/-/healthy"
       plugin_args=(-plugin-exporter "http://127.0.0.1:${pport_real}" -plugin "${REAL_PLUGIN_URL}")
     fi

@@ -28,7 +28,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -634,30 +633,7 @@ func concurrentScrapes(scrape fetch, broker string, n int, latency time.Duration
 		return 0, err
 	}
 	defer setLatency(0)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			var err error
-			if scrape.gzip {
-				err = checkGzipScrape(scrape, queues)
-			} else {
-				var res fetched
-				res, err = scrape.do(io.Discard)
-				if err == nil {
-					err = checkScrape(res.head, queues)
-				}
-			}
-			errs[i] = err
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := simultaneous(scrape, n, queues); err != nil {
 		return 0, err
 	}
 	after, err := brokerRequests(broker)
@@ -863,15 +839,15 @@ func runReal(args []string) error {
 		r.PluginRespBytes, r.PluginBytes = ps.bytes["plugin_scrape"], ps.bytes["plugin_raw"]
 	}
 	if *brokerPID > 0 {
-		cpuKinds := []namedFetch{
-			{"GET /api/queues (the management source's request)", kinds[0].f},
-			{"exporter /probe, source management", scrape},
-			{"GET /api/nodes?columns=name,running,contexts", fetch{url: *broker + "/api/nodes?columns=name,running,contexts", user: *user, password: *password}},
+		cpuKinds := []timedKind{
+			fetchKind("GET /api/queues (the management source's request)", kinds[0].f),
+			fetchKind("exporter /probe, source management", scrape),
+			fetchKind("GET /api/nodes?columns=name,running,contexts", fetch{url: *broker + "/api/nodes?columns=name,running,contexts", user: *user, password: *password}),
 		}
 		if *pluginExporter != "" {
 			cpuKinds = append(cpuKinds,
-				namedFetch{"GET " + pluginQuery + " (the plugin source's request)", pluginRaw},
-				namedFetch{"exporter /probe, source prometheus", pluginScrape})
+				fetchKind("GET "+pluginQuery+" (the plugin source's request)", pluginRaw),
+				fetchKind("exporter /probe, source prometheus", pluginScrape))
 		}
 		if r.BrokerCPU, r.BrokerIdleCPU, err = measureBrokerCPU(cpuKinds, *brokerPID, *cpuWindow); err != nil {
 			return err

@@ -129,14 +129,14 @@ func simultaneous(scrape fetch, n, queues int) error {
 // at least window (and at least minCalls), minus what the broker burns idle
 // over the same time (its statistics timers), divided by the calls. The
 // kernel counts in 10 ms ticks, hence windows of seconds, not single calls.
-func brokerCPU(f fetch, brokerPID int, window time.Duration, minCalls int, idlePerSecond float64) (perCall float64, calls int, err error) {
+func brokerCPU(call func() (fetched, error), brokerPID int, window time.Duration, minCalls int, idlePerSecond float64) (perCall float64, calls int, err error) {
 	before, err := procCPU(brokerPID)
 	if err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
 	for calls < minCalls || time.Since(start) < window {
-		if _, err := f.do(nil); err != nil {
+		if _, err := call(); err != nil {
 			return 0, calls, err
 		}
 		calls++
@@ -171,7 +171,7 @@ type cpuRow struct {
 
 // measureBrokerCPU fills the broker-CPU table of a real run: each request
 // kind in its own window, an idle window first.
-func measureBrokerCPU(kinds []namedFetch, brokerPID int, window time.Duration) ([]cpuRow, float64, error) {
+func measureBrokerCPU(kinds []timedKind, brokerPID int, window time.Duration) ([]cpuRow, float64, error) {
 	idle, err := idleCPU(brokerPID, window)
 	if err != nil {
 		return nil, 0, err
@@ -187,11 +187,6 @@ func measureBrokerCPU(kinds []namedFetch, brokerPID int, window time.Duration) (
 		rows = append(rows, cpuRow{Name: k.name, PerCallS: per, Calls: calls})
 	}
 	return rows, idle, nil
-}
-
-type namedFetch struct {
-	name string
-	f    fetch
 }
 
 // Targets from issue 9.
