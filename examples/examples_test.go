@@ -1096,15 +1096,19 @@ func TestDockerfiles(t *testing.T) {
 }
 
 func TestShellScripts(t *testing.T) {
-	scripts := []string{
-		filepath.Join("..", "scripts", "build.sh"),
-		filepath.Join("..", "scripts", "check-dockerfile.sh"),
+	var scripts []string
+	for _, s := range []string{"build.sh", "check-dockerfile.sh", "testbed.sh", "bench.sh", "test-deps.sh", "gen-certs.sh", "resources.sh"} {
+		scripts = append(scripts, filepath.Join("..", "scripts", s))
 	}
+	scripts = append(scripts, filepath.Join("..", ".ci", "run"))
 	for _, s := range scripts {
 		run(t, ".", "bash", "-n", s)
 	}
 	sc, err := exec.LookPath("shellcheck")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("shellcheck not installed (scripts/test-deps.sh installs it)")
+		}
 		t.Skip("shellcheck not installed")
 	}
 	run(t, ".", sc, scripts...)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite runs besides the brokers (testbed.sh does
-# those): promtool (Debian package prometheus) and headless Chromium. Idempotent;
+# those): promtool (Debian package prometheus), headless Chromium and shellcheck. Idempotent;
 # does nothing when they are present.
 set -euo pipefail
 need=()
@@ -8,8 +8,9 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "test-deps: promtool, chromium, chromedriver and openssl present"
+  echo "test-deps: promtool, chromium, chromedriver, openssl and shellcheck present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -39,6 +39,7 @@ WAIT_SECONDS="${TESTBED_WAIT_SECONDS:-180}"
 # soft open-files limit to 1024; a member recovering the differential test's 10k
 # durable queues then crawls (RabbitMQ wants one handle per queue), so the node's
 # env file raises the soft limit to the hard one.
+# shellcheck disable=SC2016 # expanded by the node's shell when it reads its env file
 RAISE_FD_LIMIT='ulimit -n "$(ulimit -H -n)" 2>/dev/null || true'
 LOCK_FILE="/run/lock/rabbitmq-exporter-testbed.lock"
 [ -d /run/lock ] && [ -w /run/lock ] || LOCK_FILE="/var/tmp/rabbitmq-exporter-testbed.lock"
