@@ -43,7 +43,7 @@ bench-go:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeQueues -fuzztime=$(FUZZTIME) ./management/
 	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./config/
-	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./collector/
+	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./queueset/
 	$(GO) test -run='^$$' -fuzz=FuzzProbeQuery -fuzztime=$(FUZZTIME) ./prober/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./promplugin/
 	$(GO) test -run='^$$' -fuzz=FuzzNames -fuzztime=$(FUZZTIME) ./promplugin/

@@ -8,15 +8,15 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // Queue is one element of the listing. Vhost and Name alias the decoder's buffers and are valid only
-// during the callback; Counts (indexed like collector.Fields) are meaningful only where Has says so.
+// during the callback; Counts (indexed like queue.Fields) are meaningful only where Has says so.
 type Queue struct {
 	Vhost, Name []byte
-	Counts      collector.Counts
-	Has         collector.Presence
+	Counts      queue.Counts
+	Has         queue.Presence
 }
 
 // DecodeLimits bounds the work and memory spent on one listing.
@@ -50,7 +50,7 @@ const (
 //
 // Input is well-formed exactly when encoding/json.Valid says so (within lim), and strings are
 // unescaped as encoding/json does, including U+FFFD for invalid UTF-8 and lone surrogates. Queue
-// keys (collector.Fields' Management keys, "name" and "vhost") match exactly, not
+// keys (queue.Fields' Management keys, "name" and "vhost") match exactly, not
 // case-insensitively as encoding/json's struct fields do; the last of duplicate keys wins. Each
 // occurrence of "name" and "vhost" must be a string. Each occurrence of a count must be null (the
 // count is then absent) or an integer that fits int64, as encoding/json requires for an int64 (so

@@ -8,17 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // leanBody is what the exporter's columns= request returns for n queues, in the broker's key
 // order, with counts of varied width.
 func leanBody(n int) []byte {
-	return canonicalListing(brokerKeys, n, func(i int) (string, string, collector.Counts, collector.Presence) {
-		var c collector.Counts
+	return canonicalListing(brokerKeys, n, func(i int) (string, string, queue.Counts, queue.Presence) {
+		var c queue.Counts
 		c[0], c[1], c[2] = counts(i)
-		return queueName(i), fmt.Sprint("vhost-", i%10), c, collector.AllPresent
+		return queueName(i), fmt.Sprint("vhost-", i%10), c, queue.AllPresent
 	})
 }
 
@@ -80,7 +80,7 @@ func BenchmarkDecodeQueues(b *testing.B) {
 					benchDecoder(b, data, n, func(r io.Reader) (int, error) {
 						seen := 0
 						err := DecodeQueues(r, DecodeLimits{}, func(q *Queue) error {
-							if q.Has == collector.AllPresent && len(q.Name) > 0 {
+							if q.Has == queue.AllPresent && len(q.Name) > 0 {
 								seen++
 							}
 							return nil

@@ -3,7 +3,7 @@ package management
 import (
 	"encoding/binary"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // fastQueue decodes the queue object after its '{' when the whole object is in the window and
@@ -19,7 +19,7 @@ func (d *decoder) fastQueue() (bool, error) {
 	// b starts at the '{', so that each key is matched with the byte before it.
 	b := d.buf[d.pos-1 : d.end]
 	q := &d.q
-	q.Counts, q.Has = collector.Counts{}, 0
+	q.Counts, q.Has = queue.Counts{}, 0
 	runs := &d.keys.runs
 	i := 0
 	if len(runs[0]) > 0 {

@@ -7,15 +7,15 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // Field numbers of the queue object keys besides the counts, which are numbered like
-// collector.Fields.
+// queue.Fields.
 const (
 	fieldOther = -1
-	fieldName  = collector.NumFields
-	fieldVhost = collector.NumFields + 1
+	fieldName  = queue.NumFields
+	fieldVhost = queue.NumFields + 1
 )
 
 // queueKeys is the decoder's view of the per-queue field table: the keys it reads and the
@@ -36,7 +36,7 @@ type queueKeys struct {
 const maxKeyLen = 64
 
 // byLen's bits must number every key; this fails to compile when they cannot.
-const _ = uint(64 - (collector.NumFields + 2))
+const _ = uint(64 - (queue.NumFields + 2))
 
 // keyToken is one key as fastQueue matches it: its separator (the '{' or ',' before it, filled in
 // by the caller), the quoted key and the colon. A token of up to tokenWords words is also kept as
@@ -44,7 +44,7 @@ const _ = uint(64 - (collector.NumFields + 2))
 // length calls memequal, which costs more than the rest of fastQueue's work on a count.
 type keyToken struct {
 	field        int
-	bit          collector.Presence // of a count
+	bit          queue.Presence // of a count
 	key          string
 	s            string             // the token, with a NUL for the separator
 	words, masks [tokenWords]uint64 // little-endian; masks select the token's bytes
@@ -54,8 +54,8 @@ const tokenWords = 4
 
 func newKeyToken(field int, key string) keyToken {
 	t := keyToken{field: field, key: key, s: "\x00\"" + key + `":`}
-	if field < collector.NumFields {
-		t.bit = collector.Bit(field)
+	if field < queue.NumFields {
+		t.bit = queue.Bit(field)
 	}
 	var b [8 * tokenWords]byte
 	copy(b[:], t.s)
@@ -75,12 +75,12 @@ func (t *keyToken) at(b []byte, sep byte) bool {
 	return len(b) >= len(t.s) && b[0] == sep && string(b[1:len(t.s)]) == t.s[1:]
 }
 
-// brokerKeys are the keys of collector.Fields. Built once at start-up and never changed.
+// brokerKeys are the keys of queue.Fields. Built once at start-up and never changed.
 var brokerKeys = newQueueKeys(managementKeys())
 
 func managementKeys() []string {
 	var keys []string
-	for _, f := range collector.Fields() {
+	for _, f := range queue.Fields() {
 		keys = append(keys, f.Management)
 	}
 	return keys
@@ -93,8 +93,8 @@ func managementKeys() []string {
 // TestCanonicalListingTakesFastPath show it. fastQueue expects that order, whatever the keys,
 // so a new count key sorting between two others keeps the listing on the fast path.
 func newQueueKeys(counts []string) *queueKeys {
-	if len(counts) > collector.NumFields {
-		panic(fmt.Sprintf("management: %d count keys, room for %d", len(counts), collector.NumFields))
+	if len(counts) > queue.NumFields {
+		panic(fmt.Sprintf("management: %d count keys, room for %d", len(counts), queue.NumFields))
 	}
 	k := &queueKeys{counts: slices.Clone(counts)}
 	add := func(field int, key string) {

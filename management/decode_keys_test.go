@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // TestCanonicalListingTakesFastPath: the listings a broker returned for the exporter's request
@@ -81,7 +81,7 @@ func TestNewFieldKeepsFastPath(t *testing.T) {
 		t.Run(strings.Join(counts, ","), func(t *testing.T) {
 			keys := newQueueKeys(counts)
 			rnd := rand.New(rand.NewPCG(1, uint64(len(counts))))
-			data := canonicalListing(keys, 3000, func(i int) (string, string, collector.Counts, collector.Presence) {
+			data := canonicalListing(keys, 3000, func(i int) (string, string, queue.Counts, queue.Presence) {
 				return randomQueue(rnd, i, len(counts))
 			})
 			var stats decodeStats
@@ -104,7 +104,7 @@ func TestNewFieldKeepsFastPath(t *testing.T) {
 
 // randomQueue makes queue i with nfields counts of varied widths, some absent or null (written
 // null by canonicalListing when the value is -1), and names that need escaping or are not ASCII.
-func randomQueue(rnd *rand.Rand, i, nfields int) (name, vhost string, c collector.Counts, has collector.Presence) {
+func randomQueue(rnd *rand.Rand, i, nfields int) (name, vhost string, c queue.Counts, has queue.Presence) {
 	names := []string{"orders.%d", "q-%d ünï", `quote"%d\`, "tab\t%d", "%d", "😀-%d"}
 	name = fmt.Sprintf(names[rnd.IntN(len(names))], i)
 	vhost = []string{"/", "", "prod/eu", "vh ünï/x"}[rnd.IntN(4)]
@@ -119,7 +119,7 @@ func randomQueue(rnd *rand.Rand, i, nfields int) (name, vhost string, c collecto
 			c[f] = -1 // null
 		default:
 			c[f] = rnd.Int64N(int64(1) << (rnd.IntN(59) + 1)) // up to 18 digits, as fastQueue reads
-			has |= collector.Bit(f)
+			has |= queue.Bit(f)
 		}
 	}
 	return name, vhost, c, has
@@ -128,7 +128,7 @@ func randomQueue(rnd *rand.Rand, i, nfields int) (name, vhost string, c collecto
 // canonicalListing writes n queue objects as the broker does: the keys of keys in their sorted
 // order, absent counts left out, no whitespace. A count of -1 without its presence bit is
 // written as null.
-func canonicalListing(keys *queueKeys, n int, queue func(i int) (name, vhost string, c collector.Counts, has collector.Presence)) []byte {
+func canonicalListing(keys *queueKeys, n int, queue func(i int) (name, vhost string, c queue.Counts, has queue.Presence)) []byte {
 	var b bytes.Buffer
 	b.WriteByte('[')
 	for i := range n {
@@ -209,7 +209,7 @@ func TestQueueKeysRejectsBadTables(t *testing.T) {
 
 func tooManyKeys() []string {
 	var keys []string
-	for i := range collector.NumFields + 1 {
+	for i := range queue.NumFields + 1 {
 		keys = append(keys, fmt.Sprint("k", i))
 	}
 	return keys
@@ -217,7 +217,7 @@ func tooManyKeys() []string {
 
 func TestQueuesQueryFromFields(t *testing.T) {
 	want := "columns=name,vhost"
-	for _, f := range collector.Fields() {
+	for _, f := range queue.Fields() {
 		want += "," + f.Management
 	}
 	want += "&disable_stats=true&enable_queue_totals=true"

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // readCount reads the value of count field f starting with c (unconsumed) into d.q.
@@ -16,12 +16,12 @@ func (d *decoder) readCount(c byte, f int) error {
 	}
 	if null {
 		// null after an earlier value wins, as with encoding/json into a pointer.
-		q.Has &^= collector.Bit(f)
+		q.Has &^= queue.Bit(f)
 		q.Counts[f] = 0
 		return nil
 	}
 	q.Counts[f] = n
-	q.Has |= collector.Bit(f)
+	q.Has |= queue.Bit(f)
 	return nil
 }
 

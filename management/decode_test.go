@@ -15,21 +15,21 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // testQueue is a comparable copy of Queue (whose byte slices die with the callback).
 type testQueue struct {
 	Vhost, Name string
-	Counts      collector.Counts
-	Has         collector.Presence
+	Counts      queue.Counts
+	Has         queue.Presence
 }
 
 // Presence bits of today's counts, for the edge cases that spell their keys.
 var (
-	HasMessages               = collector.Bit(0)
-	HasMessagesReady          = collector.Bit(1)
-	HasMessagesUnacknowledged = collector.Bit(2)
+	HasMessages               = queue.Bit(0)
+	HasMessagesReady          = queue.Bit(1)
+	HasMessagesUnacknowledged = queue.Bit(2)
 )
 
 func decodeAll(r io.Reader, lim DecodeLimits) ([]testQueue, error) {
@@ -192,13 +192,13 @@ func refQueue(raw []byte, counts []string) (testQueue, error) {
 			return q, err
 		}
 		if n == nil {
-			q.Counts[f], q.Has = 0, q.Has&^collector.Bit(f)
+			q.Counts[f], q.Has = 0, q.Has&^queue.Bit(f)
 			continue
 		}
 		if v[0] == '-' {
 			return q, errors.New("negative count")
 		}
-		q.Counts[f], q.Has = *n, q.Has|collector.Bit(f)
+		q.Counts[f], q.Has = *n, q.Has|queue.Bit(f)
 	}
 	if !haveName || !haveVhost {
 		return q, errors.New("missing name or vhost")
@@ -207,7 +207,7 @@ func refQueue(raw []byte, counts []string) (testQueue, error) {
 }
 
 // structDecode is the plain way to read the listing with encoding/json, used on the recorded
-// broker responses as a second, independent reference: a struct (built from collector.Fields)
+// broker responses as a second, independent reference: a struct (built from queue.Fields)
 // with a tagged field per key. It ignores pagination members.
 func structDecode(t *testing.T, data []byte) []testQueue {
 	t.Helper()
@@ -215,7 +215,7 @@ func structDecode(t *testing.T, data []byte) []testQueue {
 		{Name: "Name", Type: reflect.TypeFor[string](), Tag: `json:"name"`},
 		{Name: "Vhost", Type: reflect.TypeFor[string](), Tag: `json:"vhost"`},
 	}
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("Count%d", i), Type: reflect.TypeFor[*int64](), Tag: reflect.StructTag(`json:"` + f.Management + `"`)})
 	}
 	list := reflect.New(reflect.SliceOf(reflect.StructOf(fields)))
@@ -232,9 +232,9 @@ func structDecode(t *testing.T, data []byte) []testQueue {
 	for i := range list.Elem().Len() {
 		r := list.Elem().Index(i)
 		q := testQueue{Vhost: r.Field(1).String(), Name: r.Field(0).String()}
-		for f := range collector.NumFields {
+		for f := range queue.NumFields {
 			if p := r.Field(2 + f); !p.IsNil() {
-				q.Counts[f], q.Has = p.Elem().Int(), q.Has|collector.Bit(f)
+				q.Counts[f], q.Has = p.Elem().Int(), q.Has|queue.Bit(f)
 			}
 		}
 		out = append(out, q)
@@ -311,10 +311,10 @@ func TestDecodeTestdataValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []testQueue{
-		{"/", "fx.classic", collector.Counts{3, 3, 0}, 7},
-		{"/", "fx.quorum", collector.Counts{3, 3, 0}, 7},
-		{"/", "fx.stream", collector.Counts{}, 0},
-		{"fx v", `fx.q"uote`, collector.Counts{}, 7},
+		{"/", "fx.classic", queue.Counts{3, 3, 0}, 7},
+		{"/", "fx.quorum", queue.Counts{3, 3, 0}, 7},
+		{"/", "fx.stream", queue.Counts{}, 0},
+		{"fx v", `fx.q"uote`, queue.Counts{}, 7},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
@@ -332,7 +332,7 @@ type edgeCase struct {
 
 // q builds an expected queue with all three counts present.
 func q(vhost, name string, m, r, u int64) testQueue {
-	return testQueue{vhost, name, collector.Counts{m, r, u}, HasMessages | HasMessagesReady | HasMessagesUnacknowledged}
+	return testQueue{vhost, name, queue.Counts{m, r, u}, HasMessages | HasMessagesReady | HasMessagesUnacknowledged}
 }
 
 const okObj = `{"name":"a","vhost":"/"}`
@@ -341,67 +341,67 @@ var edgeCases = []edgeCase{
 	// Accepted shapes.
 	{name: "empty array", in: `[]`, want: nil},
 	{name: "whitespace everywhere", in: " \t\r\n[ \n{ \"messages\" :\t1 , \"name\"\r: \"a\" ,\"vhost\":\"/\" } ,\n{\"name\":\"b\",\"vhost\":\"/\"}\t] \n",
-		want: []testQueue{{"/", "a", collector.Counts{1, 0, 0}, HasMessages}, {"/", "b", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{1, 0, 0}, HasMessages}, {"/", "b", queue.Counts{}, 0}}},
 	{name: "broker key order", in: `[{"messages":10,"messages_ready":7,"messages_unacknowledged":3,"name":"q","vhost":"v"}]`,
 		want: []testQueue{q("v", "q", 10, 7, 3)}},
 	// The broker's exact spelling takes a fast path; these stay on it or leave it at the edges.
 	{name: "broker order many", in: `[{"messages":0,"messages_ready":0,"messages_unacknowledged":0,"name":"","vhost":""},` +
 		`{"messages":999999999999999999,"messages_ready":10,"messages_unacknowledged":123456789,"name":"a b","vhost":"/"},` +
 		`{"name":"s","vhost":"v"}]`,
-		want: []testQueue{q("", "", 0, 0, 0), q("/", "a b", 999999999999999999, 10, 123456789), {"v", "s", collector.Counts{}, 0}}},
+		want: []testQueue{q("", "", 0, 0, 0), q("/", "a b", 999999999999999999, 10, 123456789), {"v", "s", queue.Counts{}, 0}}},
 	{name: "broker order max int64", in: `[{"messages":9223372036854775807,"messages_ready":1,"messages_unacknowledged":2,"name":"q","vhost":"v"}]`,
 		want: []testQueue{q("v", "q", 9223372036854775807, 1, 2)}},
 	{name: "broker order escapes and utf8", in: `[{"messages":1,"messages_ready":1,"messages_unacknowledged":0,"name":"a\"b","vhost":"é"}]`,
 		want: []testQueue{q("é", "a\"b", 1, 1, 0)}},
 	{name: "broker order then more keys", in: `[{"messages":1,"messages_ready":1,"messages_unacknowledged":0,"name":"q","vhost":"v","messages":null}]`,
-		want: []testQueue{{"v", "q", collector.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", queue.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
 	{name: "broker order null count", in: `[{"messages":null,"messages_ready":1,"messages_unacknowledged":0,"name":"q","vhost":"v"}]`,
-		want: []testQueue{{"v", "q", collector.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", queue.Counts{0, 1, 0}, HasMessagesReady | HasMessagesUnacknowledged}}},
 	{name: "broker order name at limit", in: `[{"name":"abcde","vhost":"vwxyz"}]`, lim: DecodeLimits{MaxStringBytes: 5},
-		want: []testQueue{{"vwxyz", "abcde", collector.Counts{}, 0}}},
+		want: []testQueue{{"vwxyz", "abcde", queue.Counts{}, 0}}},
 	{name: "broker order depth at limit", in: `[{"name":"a","vhost":"b"}]`, lim: DecodeLimits{MaxDepth: 2},
-		want: []testQueue{{"b", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"b", "a", queue.Counts{}, 0}}},
 	{name: "absent counts", in: `[{"name":"q","vhost":"v","messages_ready":2}]`,
-		want: []testQueue{{"v", "q", collector.Counts{0, 2, 0}, HasMessagesReady}}},
+		want: []testQueue{{"v", "q", queue.Counts{0, 2, 0}, HasMessagesReady}}},
 	{name: "null counts", in: `[{"name":"q","vhost":"v","messages":null,"messages_ready":null,"messages_unacknowledged":0}]`,
-		want: []testQueue{{"v", "q", collector.Counts{}, HasMessagesUnacknowledged}}},
+		want: []testQueue{{"v", "q", queue.Counts{}, HasMessagesUnacknowledged}}},
 	{name: "zero and max int64", in: `[{"name":"q","vhost":"v","messages":0,"messages_ready":9223372036854775807,"messages_unacknowledged":1234567890123}]`,
 		want: []testQueue{q("v", "q", 0, 9223372036854775807, 1234567890123)}},
 	{name: "duplicate count null wins", in: `[{"name":"q","vhost":"v","messages":1,"messages":null}]`,
-		want: []testQueue{{"v", "q", collector.Counts{}, 0}}},
+		want: []testQueue{{"v", "q", queue.Counts{}, 0}}},
 	{name: "duplicate count last wins", in: `[{"name":"q","vhost":"v","messages":null,"messages":5,"messages":6}]`,
-		want: []testQueue{{"v", "q", collector.Counts{6, 0, 0}, HasMessages}}},
+		want: []testQueue{{"v", "q", queue.Counts{6, 0, 0}, HasMessages}}},
 	{name: "duplicate name last wins", in: `[{"name":"first-longer","vhost":"v","name":"b","vhost":"w"}]`,
-		want: []testQueue{{"w", "b", collector.Counts{}, 0}}},
+		want: []testQueue{{"w", "b", queue.Counts{}, 0}}},
 	{name: "simple escapes", in: `[{"name":"a\"b\\c\/d\b\f\n\r\te","vhost":""}]`,
-		want: []testQueue{{"", "a\"b\\c/d\b\f\n\r\te", collector.Counts{}, 0}}},
+		want: []testQueue{{"", "a\"b\\c/d\b\f\n\r\te", queue.Counts{}, 0}}},
 	{name: "unicode escapes", in: `[{"name":"\u00e9\u20AC\ud83d\ude00\u0000","vhost":"\u002F"}]`,
-		want: []testQueue{{"/", "é€😀\x00", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "é€😀\x00", queue.Counts{}, 0}}},
 	{name: "lone surrogates", in: `[{"name":"\ud800x\udc00|\ud800\u0041|\ud800\ud800\udc00|\udbff","vhost":"/"}]`,
-		want: []testQueue{{"/", "\uFFFDx\uFFFD|\uFFFDA|\uFFFD\U00010000|\uFFFD", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "\uFFFDx\uFFFD|\uFFFDA|\uFFFD\U00010000|\uFFFD", queue.Counts{}, 0}}},
 	{name: "surrogate then simple escape", in: `[{"name":"\ud800\n","vhost":"/"}]`,
-		want: []testQueue{{"/", "\uFFFD\n", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "\uFFFD\n", queue.Counts{}, 0}}},
 	{name: "raw utf8", in: "[{\"name\":\"é漢😀\",\"vhost\":\"/\"}]",
-		want: []testQueue{{"/", "é漢😀", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "é漢😀", queue.Counts{}, 0}}},
 	{name: "invalid utf8 replaced", in: "[{\"name\":\"a\xffb\xe2\x82|\xc0\xaf|\xed\xa0\x80\",\"vhost\":\"\x80\"}]",
-		want: []testQueue{{"\uFFFD", "a\uFFFDb\uFFFD\uFFFD|\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD", collector.Counts{}, 0}}},
+		want: []testQueue{{"\uFFFD", "a\uFFFDb\uFFFD\uFFFD|\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD", queue.Counts{}, 0}}},
 	{name: "escaped key matches", in: `[{"na\u006de":"x","\u0076host":"/","messages\u005fready":4}]`,
-		want: []testQueue{{"/", "x", collector.Counts{0, 4, 0}, HasMessagesReady}}},
+		want: []testQueue{{"/", "x", queue.Counts{0, 4, 0}, HasMessagesReady}}},
 	{name: "keys are case sensitive", in: `[{"Name":1,"NAME":null,"name":"x","vhost":"/","Messages":"x"}]`,
-		want: []testQueue{{"/", "x", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "x", queue.Counts{}, 0}}},
 	{name: "nested skipped values", in: `[{"arguments":{"a":[1,{"b":null,"name":5}],"c":"\u0041\"","":{}},"x":[],"y":{},` +
 		`"z":-1.5e+10,"z2":0.0,"z3":1E-2,"z4":-0,"t":true,"f":false,"n":null,"s":"messages",` +
 		`"name":"q","vhost":"v","messages_details":{"rate":0.0},"messages":2}]`,
-		want: []testQueue{{"v", "q", collector.Counts{2, 0, 0}, HasMessages}}},
+		want: []testQueue{{"v", "q", queue.Counts{2, 0, 0}, HasMessages}}},
 	{name: "paginated items last", in: `{"filtered_count":1,"page":1,"x":[{"name":5}],"items":[` + okObj + `]}`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 	{name: "paginated items first", in: `{ "items" : [` + okObj + `,` + okObj + `] , "page":{"a":[1,2]},"total_count":2}`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}, {"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}, {"/", "a", queue.Counts{}, 0}}},
 	{name: "paginated empty items", in: `{"items":[],"page":1}`, want: nil},
 	{name: "string exactly at limit", in: `[{"name":"abcde","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5},
-		want: []testQueue{{"/", "abcde", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "abcde", queue.Counts{}, 0}}},
 	{name: "depth exactly at limit", in: `[{"name":"a","vhost":"/","x":[1]}]`, lim: DecodeLimits{MaxDepth: 3},
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 
 	// Truncation.
 	{name: "empty body", in: ``, err: "truncated"},
@@ -507,12 +507,12 @@ var edgeCases = []edgeCase{
 	{name: "paginated bad item", in: `{"items":[1]}`, err: `is not an object`},
 	// A paginated object must hold the whole listing (rabbit_mgmt_util:range_response).
 	{name: "paginated whole", in: `{"filtered_count":2,"item_count":2,"items":[` + okObj + `,` + okObj + `],"page":1,"page_count":1,"page_size":100,"total_count":2}`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}, {"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}, {"/", "a", queue.Counts{}, 0}}},
 	{name: "paginated whole, counts first", in: `{"total_count":1,"page_count":1,"item_count":1,"filtered_count":1,"items":[` + okObj + `]}`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 	{name: "paginated empty listing", in: `{"filtered_count":0,"item_count":0,"items":[],"page":1,"page_count":0,"page_size":100,"total_count":0}`, want: nil},
 	{name: "paginated nested count keys are not the page's", in: `{"x":{"page_count":2,"total_count":9},"items":[` + okObj + `]}`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 	{name: "paginated second page", in: `{"filtered_count":3,"item_count":1,"items":[` + okObj + `],"page":2,"page_count":2,"page_size":2,"total_count":3}`,
 		err: `paginated response is one of 2 pages ("page_count"): the listing is incomplete`},
 	{name: "paginated more pages before items", in: `{"page_count":3,"items":[` + okObj + `]}`, err: `one of 3 pages`},
@@ -538,7 +538,7 @@ var edgeCases = []edgeCase{
 	{name: "key too long", in: `[{"abcdef":1,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "string at offset 2 longer than 5 bytes", limitOK: true},
 	{name: "skipped string too long", in: `[{"x":"abcdef","name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "longer than 5 bytes", limitOK: true},
 	{name: "skipped number too long", in: `[{"x":1.23456,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 5}, err: "number at offset 6 longer than 5 bytes", limitOK: true},
-	{name: "skipped number at limit", in: `[{"x":-1.2e5,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 6}, want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+	{name: "skipped number at limit", in: `[{"x":-1.2e5,"name":"a","vhost":"/"}]`, lim: DecodeLimits{MaxStringBytes: 6}, want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 	{name: "too deep skipped", in: `[{"name":"a","vhost":"/","x":[[1]]}]`, lim: DecodeLimits{MaxDepth: 3},
 		err: "nested deeper than 3 levels at offset 30", limitOK: true},
 	{name: "too deep paginated", in: `{"items":[{"name":"a","vhost":"/"}]}`, lim: DecodeLimits{MaxDepth: 2},
@@ -546,7 +546,7 @@ var edgeCases = []edgeCase{
 	{name: "too deep default", in: `[{"name":"a","vhost":"/","x":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}]`,
 		err: "nested deeper than 64 levels", limitOK: true},
 	{name: "deep within default", in: `[{"name":"a","vhost":"/","x":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}]`,
-		want: []testQueue{{"/", "a", collector.Counts{}, 0}}},
+		want: []testQueue{{"/", "a", queue.Counts{}, 0}}},
 }
 
 func TestDecodeEdgeCases(t *testing.T) {

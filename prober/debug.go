@@ -12,14 +12,14 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // writeDebug answers debug=true like blackbox_exporter: the probe's log lines,
 // the metrics it would have returned, and the effective module. Secrets are
 // config.Secret values and print as <secret>.
-func writeDebug(w http.ResponseWriter, logger *slog.Logger, logs *bytes.Buffer, g prometheus.Gatherer, queues *collector.QueueSet, module *config.Module) {
+func writeDebug(w http.ResponseWriter, logger *slog.Logger, logs *bytes.Buffer, g prometheus.Gatherer, queues *queueset.QueueSet, module *config.Module) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()

@@ -12,8 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/pargzip"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // offeredFormats are the formats a whole answer can be written in, in order
@@ -50,7 +50,7 @@ func setVary(h http.Header) { h.Set("Vary", vary) }
 // families, in the format the scraper negotiated, compressed when it accepts
 // gzip. Gather errors are logged and the rest is still served, like
 // promhttp's ContinueOnError, so one broken collector does not hide the others.
-func (h *Handler) writeMetrics(w http.ResponseWriter, r *http.Request, logger *slog.Logger, g prometheus.Gatherer, queues *collector.QueueSet) {
+func (h *Handler) writeMetrics(w http.ResponseWriter, r *http.Request, logger *slog.Logger, g prometheus.Gatherer, queues *queueset.QueueSet) {
 	mfs, err := g.Gather()
 	if err != nil {
 		logger.Error("gathering metrics", "err", err)

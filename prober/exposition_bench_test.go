@@ -14,23 +14,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // fakeQueueSet holds the queues of the fake broker's listing of n queues
 // (the answer bench.sh measures: 35 MB at 100k).
-func fakeQueueSet(b *testing.B, n int) *collector.QueueSet {
+func fakeQueueSet(b *testing.B, n int) *queueset.QueueSet {
 	b.Helper()
 	o := fakeapi.Options{Queues: n, Vhosts: 10, StreamEvery: fakeapi.DefaultStreamEvery}
-	qs := collector.NewQueueSet("127.0.0.1", 0)
+	qs := queueset.NewQueueSet("127.0.0.1", 0)
 	for i := range n {
-		var c collector.Counts
-		var has collector.Presence
+		var c queue.Counts
+		var has queue.Presence
 		if o.HasCounts(i) {
 			c[0], c[1], c[2] = fakeapi.Counts(i)
-			has = collector.AllPresent
+			has = queue.AllPresent
 		}
 		if err := qs.Add([]byte(fakeapi.VhostName(i%o.Vhosts)), []byte(fakeapi.QueueName(i)), &c, has); err != nil {
 			b.Fatal(err)

@@ -19,8 +19,9 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // The Accept clause of each scrape protocol Prometheus knows
@@ -383,12 +384,12 @@ func fixedGatherer(t *testing.T) prometheus.Gatherer {
 
 // bigQueueSet holds n queues with names long and varied enough that the
 // answer spans several gzip segments.
-func bigQueueSet(t testing.TB, n int) *collector.QueueSet {
+func bigQueueSet(t testing.TB, n int) *queueset.QueueSet {
 	t.Helper()
-	qs := collector.NewQueueSet("rabbit-1", 0)
+	qs := queueset.NewQueueSet("rabbit-1", 0)
 	for i := range n {
-		c := collector.Counts{int64(i % 1000), int64(i % 700), int64(i % 300)}
-		if err := qs.Add([]byte(fmt.Sprintf("vhost-%d", i%10)), []byte(fmt.Sprintf("service-%d.queue \"%d\"", i%37, i)), &c, collector.AllPresent); err != nil {
+		c := queue.Counts{int64(i % 1000), int64(i % 700), int64(i % 300)}
+		if err := qs.Add([]byte(fmt.Sprintf("vhost-%d", i%10)), []byte(fmt.Sprintf("service-%d.queue \"%d\"", i%37, i)), &c, queue.AllPresent); err != nil {
 			t.Fatal(err)
 		}
 	}

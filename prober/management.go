@@ -5,16 +5,16 @@ import (
 	"errors"
 	"runtime"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // listManagement reads the queue listing of the management API into a
 // QueueSet. Nothing of it is used unless the whole listing arrived.
 func listManagement(ctx context.Context, target config.Target, module *config.Module) (*listing, error) {
 	client := management.Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes}
-	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	qs := queueset.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
 	filter := &module.Filter
 	all := filter.Empty()
 	err := client.ListQueues(ctx, target, module.Credentials, func(q *management.Queue) error {
@@ -24,7 +24,7 @@ func listManagement(ctx context.Context, target config.Target, module *config.Mo
 		return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
 	})
 	if err != nil {
-		if errors.Is(err, collector.ErrTooLarge) {
+		if errors.Is(err, queueset.ErrTooLarge) {
 			// The set is garbage now, up to the limit in size; without a
 			// collection the next such listing would double the peak.
 			qs = nil

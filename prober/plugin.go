@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/promplugin"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // pluginPath is the plugin's per-object endpoint, asking for the one metric
@@ -167,7 +167,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 	}
 	list := cluster.list
 	statuses := make([]memberStatus, len(list))
-	sets := make([]*collector.QueueSet, len(list))
+	sets := make([]*queueset.QueueSet, len(list))
 	errs := make([]error, len(list))
 	var wg sync.WaitGroup
 	for i, m := range list {
@@ -223,7 +223,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 	// (the whole listing on a single node), which took an eighth of the
 	// scrape's CPU and doubled the peak memory. It was built with the same
 	// host and memory limit a fresh set would get.
-	var qs *collector.QueueSet
+	var qs *queueset.QueueSet
 	for _, s := range sets {
 		switch {
 		case s == nil:
@@ -244,7 +244,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 // readMember reads one member's plugin answer into a set of its own. No
 // credentials are sent: the plugin takes none, and the endpoint came from
 // the broker's answer.
-func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module, vhosts map[string]bool) (*collector.QueueSet, error) {
+func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
 	ctx = config.WithApprovedTarget(ctx, endpoint)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+pluginPath, nil)
 	if err != nil {
@@ -259,7 +259,7 @@ func readMember(ctx context.Context, target, endpoint config.Target, module *con
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	qs := collector.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	qs := queueset.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
 	filter := &module.Filter
 	var keep func(vhost, name []byte) bool
 	if !filter.Empty() {

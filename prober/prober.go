@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // Prober lists the queues of brokers. One serves the whole process, so that
@@ -30,7 +30,7 @@ type Prober struct {
 
 // listing is one scrape's queues and how they were read.
 type listing struct {
-	queues  *collector.QueueSet
+	queues  *queueset.QueueSet
 	source  config.Source  // management or prometheus: what served this scrape
 	members []memberStatus // plugin source: every member, and whether it answered
 	// fallback says why source auto (or an unreadable plugin answer) used
@@ -51,7 +51,7 @@ func (l *listing) complete() bool {
 // ProbeQueues lists the queues of target with module's settings and records
 // rabbitmq_up and the listing's meta metrics in registry. It returns the queues
 // (nil on failure) and whether the listing succeeded.
-func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *config.Module, registry prometheus.Registerer, logger *slog.Logger) (*collector.QueueSet, bool) {
+func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *config.Module, registry prometheus.Registerer, logger *slog.Logger) (*queueset.QueueSet, bool) {
 	labels := prometheus.Labels{"host": target.Hostname}
 	up := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rabbitmq_up", Help: "1 if the queues of this broker were listed in this scrape, 0 if not.", ConstLabels: labels,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // slowListing returns a listing after d, or the context's cause if it ends first.
@@ -18,7 +18,7 @@ func slowListing(calls *atomic.Int32, ended chan<- error, d time.Duration) func(
 		calls.Add(1)
 		select {
 		case <-time.After(d):
-			qs := collector.NewQueueSet("h", 0)
+			qs := queueset.NewQueueSet("h", 0)
 			return &listing{queues: qs}, qs.Finish()
 		case <-ctx.Done():
 			if ended != nil {

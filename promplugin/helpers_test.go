@@ -11,8 +11,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // sample is one count of one queue, labels as read (not normalised).
@@ -81,7 +82,7 @@ func normalise(s string) string {
 
 // exposed writes qs out and reads it back with expfmt's parser: the samples
 // the exporter would serve, keyed by field number (the family) and labels.
-func exposed(t *testing.T, qs *collector.QueueSet) map[sample]int64 {
+func exposed(t *testing.T, qs *queueset.QueueSet) map[sample]int64 {
 	t.Helper()
 	if err := qs.Finish(); err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func exposed(t *testing.T, qs *collector.QueueSet) map[sample]int64 {
 		t.Fatalf("QueueSet output does not parse: %v", err)
 	}
 	out := map[sample]int64{}
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		mf := mfs[f.Metric]
 		if mf == nil {
 			continue
@@ -115,7 +116,7 @@ func exposed(t *testing.T, qs *collector.QueueSet) map[sample]int64 {
 // managementSamples decodes a management listing as the exporter does.
 func managementSamples(t *testing.T, body []byte) map[sample]int64 {
 	t.Helper()
-	qs := collector.NewQueueSet("h", 0)
+	qs := queueset.NewQueueSet("h", 0)
 	err := management.DecodeQueues(bytes.NewReader(body), management.DecodeLimits{}, func(q *management.Queue) error {
 		return qs.Add(q.Vhost, q.Name, &q.Counts, q.Has)
 	})
@@ -128,7 +129,7 @@ func managementSamples(t *testing.T, body []byte) map[sample]int64 {
 // pluginSamples parses a plugin answer into a QueueSet, as the exporter will.
 func pluginSamples(t *testing.T, body []byte) (map[sample]int64, Result, error) {
 	t.Helper()
-	qs := collector.NewQueueSet("h", 0)
+	qs := queueset.NewQueueSet("h", 0)
 	res, err := Parse(bytes.NewReader(body), qs, nil, Limits{})
 	if err != nil {
 		return nil, res, err

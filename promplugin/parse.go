@@ -10,10 +10,10 @@ import (
 	"sync"
 	"unicode/utf8"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
-// Sink receives the counts read. *collector.QueueSet is one; tests record
+// Sink receives the counts read. *queueset.QueueSet is one; tests record
 // with their own.
 type Sink interface {
 	// Set records count field of queue name in vhost; dup reports that the
@@ -113,7 +113,7 @@ type Result struct {
 
 // Parse reads one cluster member's answer to
 // GET /metrics/detailed?family=queue_coarse_metrics and hands each sample of
-// the families named in collector.Fields (Plugin) whose queue keep accepts
+// the families named in queue.Fields (Plugin) whose queue keep accepts
 // (nil keeps all) to dst. Memory stays bounded: a fixed read window, lim's
 // line and held-label limits, and whatever dst takes.
 //
@@ -149,7 +149,7 @@ type blockKind uint8
 
 const (
 	blockNone     blockKind = iota // before the first # TYPE
-	blockOurs                      // one of collector.Fields' families
+	blockOurs                      // one of queue.Fields' families
 	blockSingle                    // counter, gauge, untyped: lines are NAME{ or NAME
 	blockSuffix                    // summary, histogram: also NAME_sum, NAME_count, NAME_bucket
 	blockBuild                     // rabbitmq_build_info
@@ -169,7 +169,7 @@ type parser struct {
 
 	buf []byte // the read window
 
-	fams    [collector.NumFields]family
+	fams    [queue.NumFields]family
 	seen    map[string]struct{} // every family opened, for "one block per family"
 	kind    blockKind
 	cur     []byte // current block's family name (aliases fams or name)
@@ -217,7 +217,7 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser
 		lim.MaxFamilies = defaultMaxFamilies
 	}
 	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}, seed: maphash.MakeSeed()}
-	fields := collector.Fields()
+	fields := queue.Fields()
 	for i, f := range fields {
 		p.fams[i] = family{name: []byte(f.Plugin), field: i}
 	}

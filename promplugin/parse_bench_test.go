@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // nopSink measures the parser alone.
@@ -39,7 +39,7 @@ func BenchmarkParse(b *testing.B) {
 				for b.Loop() {
 					var dst Sink = &nopSink{}
 					if sink != "nop" {
-						dst = collector.NewQueueSet("rabbit-1.example.com", 0)
+						dst = queueset.NewQueueSet("rabbit-1.example.com", 0)
 					}
 					res, err := Parse(bytes.NewReader(body), dst, keep, Limits{})
 					if err != nil || res.Samples+res.Rejected != 3*queues {

@@ -7,19 +7,20 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
 // pluginField maps fakeapi's family order (ready, unacked, messages) to
-// collector field numbers, through the table as Parse does.
+// queue field numbers, through the table as Parse does.
 func pluginField(t testing.TB, family string) int {
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		if f.Plugin == family {
 			return i
 		}
 	}
-	t.Fatalf("family %s is not in collector.Fields", family)
+	t.Fatalf("family %s is not in queue.Fields", family)
 	return -1
 }
 
@@ -319,7 +320,7 @@ func TestKeep(t *testing.T) {
 func TestCollisions(t *testing.T) {
 	queues := queuesNamed("/", "a\xff", "a\xfe")
 	body := fakeapi.RenderPlugin(fakeapi.PluginEscaped, queues, fakeapi.DefaultPluginInfo(fakeapi.PluginEscaped))
-	qs := collector.NewQueueSet("h", 0)
+	qs := queueset.NewQueueSet("h", 0)
 	if _, err := Parse(bytes.NewReader(body), qs, nil, Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,7 @@ func TestReadSizes(t *testing.T) {
 	}
 	// The sink's error too.
 	body := fakeapi.RenderPlugin(fakeapi.PluginRaw, queuesNamed("/", "a"), fakeapi.DefaultPluginInfo(fakeapi.PluginRaw))
-	if _, err := Parse(bytes.NewReader(body), collector.NewQueueSet("h", 1), nil, Limits{}); !errors.Is(err, collector.ErrTooLarge) {
+	if _, err := Parse(bytes.NewReader(body), queueset.NewQueueSet("h", 1), nil, Limits{}); !errors.Is(err, queueset.ErrTooLarge) {
 		t.Errorf("sink error: %v", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/collector"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // escapedLine is the slow reference for one escaped sample line.
@@ -27,7 +27,7 @@ func unescapeRef(s string) string {
 func escapedReference(body []byte) (map[sample]int64, bool) {
 	out := map[sample]int64{}
 	fields := map[string]int{}
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		fields[f.Plugin] = i
 	}
 	for _, l := range strings.Split(string(body), "\n") {
@@ -61,7 +61,7 @@ func expfmtReference(body []byte) (map[sample]int64, bool) {
 		return nil, false
 	}
 	out := map[sample]int64{}
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		mf := mfs[f.Plugin]
 		if mf == nil {
 			continue
@@ -108,7 +108,7 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 	// out can only add readings, so the check stays at least as strict (and
 	// matches the argument in doc.go, which needs only our families).
 	rowFamilies := map[string]int{}
-	for i, f := range collector.Fields() {
+	for i, f := range queue.Fields() {
 		rowFamilies[f.Plugin] = i
 	}
 	type block struct {
@@ -127,7 +127,7 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 		first := true
 		names := map[string]bool{}
 		// The plugin writes every queue family; Parse insists on ours.
-		for _, f := range collector.Fields() {
+		for _, f := range queue.Fields() {
 			if !slices.ContainsFunc(blocks, func(b block) bool { return b.family == f.Plugin }) {
 				return
 			}

@@ -275,7 +275,7 @@ ensure_bench_vhost() {
 go_benchmarks() {
   echo "== go test -bench (benchtime ${BENCHTIME}, -benchmem)" >&2
   local pkgs=(
-    "./collector:BenchmarkQueueSet|BenchmarkQueueSetWriteTo|BenchmarkClientGolang"
+    "./queueset:BenchmarkQueueSet|BenchmarkQueueSetWriteTo|BenchmarkClientGolang"
     "./prober:BenchmarkProbe|BenchmarkGzipAnswer"
     "./management:BenchmarkDecodeQueues/lean/.*/scanner"
     "./promplugin:BenchmarkParse/.*/(queueset|nop)$"

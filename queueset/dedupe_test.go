@@ -1,4 +1,4 @@
-package collector
+package queueset
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand"
 	"testing"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 func TestDuplicatesAreDroppedAndCounted(t *testing.T) {
@@ -64,13 +66,13 @@ func TestSetMatchesAdd(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	var qs []testQueue
 	for i := range 3000 {
-		qs = append(qs, testQueue{fmt.Sprintf("v%d", i%7), fmt.Sprintf("q\"%d", i), int64(i), int64(i / 2), int64(i - i/2), Presence(rng.Intn(8))})
+		qs = append(qs, testQueue{fmt.Sprintf("v%d", i%7), fmt.Sprintf("q\"%d", i), int64(i), int64(i / 2), int64(i - i/2), queue.Presence(rng.Intn(8))})
 	}
 	want := render(t, "h", qs)
 	for _, order := range []string{"same", "shuffled"} {
 		t.Run(order, func(t *testing.T) {
 			s := NewQueueSet("h", 0)
-			for f := range NumFields {
+			for f := range queue.NumFields {
 				perm := rng.Perm(len(qs))
 				for i := range qs {
 					q := qs[i]
@@ -96,7 +98,7 @@ func TestSetMatchesAdd(t *testing.T) {
 			}
 			missing := 0
 			for _, q := range qs {
-				if q.has != 0 && q.has != AllPresent {
+				if q.has != 0 && q.has != queue.AllPresent {
 					missing++
 				}
 			}
@@ -113,14 +115,14 @@ func TestSetMatchesAdd(t *testing.T) {
 func TestMergeKeepsFirstAndCountsDuplicates(t *testing.T) {
 	a, b := NewQueueSet("h", 0), NewQueueSet("h", 0)
 	for i := range 2000 {
-		if err := a.Add([]byte("/"), []byte(fmt.Sprint("a", i)), &Counts{1, 1, 0}, AllPresent); err != nil {
+		if err := a.Add([]byte("/"), []byte(fmt.Sprint("a", i)), &queue.Counts{1, 1, 0}, queue.AllPresent); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Add([]byte("/"), []byte(fmt.Sprint("b", i)), &Counts{2, 2, 0}, AllPresent); err != nil {
+		if err := b.Add([]byte("/"), []byte(fmt.Sprint("b", i)), &queue.Counts{2, 2, 0}, queue.AllPresent); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.Add([]byte("/"), []byte("a7"), &Counts{9, 9, 0}, AllPresent); err != nil {
+	if err := b.Add([]byte("/"), []byte("a7"), &queue.Counts{9, 9, 0}, queue.AllPresent); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Merge(b); err != nil {
@@ -150,7 +152,7 @@ func TestMemoryLimit(t *testing.T) {
 	var err error
 	i := 0
 	for ; err == nil && i < 1e6; i++ {
-		err = s.Add([]byte("v"), []byte(fmt.Sprint(i)), &Counts{}, 0)
+		err = s.Add([]byte("v"), []byte(fmt.Sprint(i)), &queue.Counts{}, 0)
 	}
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("no ErrTooLarge after %d queues: %v", i, err)
@@ -168,7 +170,7 @@ func TestDedupeMatchesMap(t *testing.T) {
 		var qs, want []testQueue
 		seen := map[string]bool{}
 		for i := range n {
-			q := testQueue{fmt.Sprint(rng.Intn(3)), fmt.Sprint(rng.Intn(n)), int64(i), 0, 0, AllPresent}
+			q := testQueue{fmt.Sprint(rng.Intn(3)), fmt.Sprint(rng.Intn(n)), int64(i), 0, 0, queue.AllPresent}
 			qs = append(qs, q)
 			if !seen[q.vhost+"\x00"+q.name] {
 				seen[q.vhost+"\x00"+q.name] = true

@@ -1,4 +1,4 @@
-package collector
+package queueset
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 var benchSizes = []int{1000, 10000, 100000}
@@ -24,8 +25,8 @@ type benchQueues struct {
 
 type benchQueue struct {
 	vhostEnd, nameEnd int // name is arena[vhostEnd:nameEnd], vhost precedes it
-	counts            Counts
-	has               Presence
+	counts            queue.Counts
+	has               queue.Presence
 }
 
 func newBenchQueues(n int) *benchQueues {
@@ -119,7 +120,7 @@ func BenchmarkQueueSetWriteTo(b *testing.B) {
 // idiomatic way an exporter without QueueSet would do it.
 type constCollector struct {
 	host   string
-	descs  [NumFields]*prometheus.Desc
+	descs  [queue.NumFields]*prometheus.Desc
 	queues []benchQueue
 	vhost  []string // label strings made once, as a collector holding strings would
 	name   []string
@@ -133,7 +134,7 @@ func (c *constCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *constCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range c.queues {
-		for f := range NumFields {
+		for f := range queue.NumFields {
 			if q.has.Has(f) {
 				ch <- prometheus.MustNewConstMetric(c.descs[f], prometheus.GaugeValue, float64(q.counts[f]), c.host, c.vhost[i], c.name[i])
 			}
@@ -152,7 +153,7 @@ func BenchmarkClientGolang(b *testing.B) {
 			c.vhost[i], c.name[i] = string(bq.arena[start:q.vhostEnd]), string(bq.arena[q.vhostEnd:q.nameEnd])
 			start = q.nameEnd
 		}
-		for f, fam := range Fields() {
+		for f, fam := range queue.Fields() {
 			c.descs[f] = prometheus.NewDesc(fam.Metric, fam.Help, []string{"host", "vhost", "name"}, nil)
 		}
 		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {

@@ -1,4 +1,4 @@
-package collector
+package queue
 
 // NumFields is the number of per-queue counts the exporter knows.
 const NumFields = 3

@@ -1,9 +1,11 @@
-package collector
+package queueset
 
 import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // TestEscapeEveryPosition puts each special byte at every position of values
@@ -54,19 +56,19 @@ func TestInvalidUTF8BecomesReplacement(t *testing.T) {
 // exceed a whole block, and compares WriteTo with a line-by-line rendering.
 func TestBlocksKeepEveryQueue(t *testing.T) {
 	s := NewQueueSet("h", 0)
-	var want [NumFields]strings.Builder
+	var want [queue.NumFields]strings.Builder
 	for i := range 5000 {
 		name := strings.Repeat("q", i%300) + `"` + strings.Repeat("x", i%7) + strconv.Itoa(i)
 		if i == 2500 {
 			name = strings.Repeat("long", maxBlockBytes/3)
 		}
 		vhost := []string{"/", "prod", `v\h`}[i%3]
-		has := Presence(i % 8)
-		vals := Counts{int64(i), int64(i * 1000003), int64(i % 3)}
+		has := queue.Presence(i % 8)
+		vals := queue.Counts{int64(i), int64(i * 1000003), int64(i % 3)}
 		if err := s.Add([]byte(vhost), []byte(name), &vals, has); err != nil {
 			t.Fatal(err)
 		}
-		for f, field := range Fields() {
+		for f, field := range queue.Fields() {
 			if has.Has(f) {
 				want[f].WriteString(field.Metric + `{host="h",name="` + string(appendEscaped(nil, []byte(name))) + `",vhost="` + string(appendEscaped(nil, []byte(vhost))) + `"} ` + strconv.FormatInt(vals[f], 10) + "\n")
 			}
@@ -80,7 +82,7 @@ func TestBlocksKeepEveryQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all strings.Builder
-	for f, field := range Fields() {
+	for f, field := range queue.Fields() {
 		all.WriteString(string(appendHeader(nil, &field)))
 		all.WriteString(want[f].String())
 	}
@@ -100,14 +102,14 @@ func TestBlocksKeepEveryQueue(t *testing.T) {
 func TestBlockExactlyFull(t *testing.T) {
 	for pad := 0; pad < 40; pad++ {
 		s := NewQueueSet("h", 0)
-		if err := s.Add([]byte("/"), []byte(strings.Repeat("q", pad)), &Counts{1, 1, 0}, AllPresent); err != nil {
+		if err := s.Add([]byte("/"), []byte(strings.Repeat("q", pad)), &queue.Counts{1, 1, 0}, queue.AllPresent); err != nil {
 			t.Fatal(err)
 		}
 		left := len(s.cur.labels) - s.cur.used
 		// A name of k quotes and the vhost `"` escape to the room left or, for
 		// odd room, one byte more: the largest queue that must not fit.
 		k := (left - len(`name="",vhost=""} `) - 1) / 2
-		if err := s.Add([]byte(`"`), []byte(strings.Repeat(`"`, k)), &Counts{2, 2, 0}, AllPresent); err != nil {
+		if err := s.Add([]byte(`"`), []byte(strings.Repeat(`"`, k)), &queue.Counts{2, 2, 0}, queue.AllPresent); err != nil {
 			t.Fatal(err)
 		}
 		var b strings.Builder

@@ -1,4 +1,4 @@
-package collector
+package queueset
 
 import (
 	"bytes"
@@ -11,17 +11,19 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 type testQueue struct {
 	vhost, name             string
 	messages, ready, unacks int64
-	has                     Presence
+	has                     queue.Presence
 }
 
-func (q testQueue) counts() *Counts { return &Counts{q.messages, q.ready, q.unacks} }
+func (q testQueue) counts() *queue.Counts { return &queue.Counts{q.messages, q.ready, q.unacks} }
 
-const hasAll = AllPresent
+const hasAll = queue.AllPresent
 
 func parse(t *testing.T, text []byte) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -53,13 +55,13 @@ func sampleMap(mfs map[string]*dto.MetricFamily) map[string]float64 {
 func reference(t *testing.T, host string, qs []testQueue) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	var vecs [NumFields]*prometheus.GaugeVec
-	for i, f := range Fields() {
+	var vecs [queue.NumFields]*prometheus.GaugeVec
+	for i, f := range queue.Fields() {
 		vecs[i] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: f.Metric, Help: f.Help}, []string{"host", "vhost", "name"})
 		reg.MustRegister(vecs[i])
 	}
 	for _, q := range qs {
-		for i := range NumFields {
+		for i := range queue.NumFields {
 			if q.has.Has(i) {
 				vecs[i].WithLabelValues(host, q.vhost, q.name).Set(float64(q.counts()[i]))
 			}
@@ -110,7 +112,7 @@ func TestQueueSetMatchesRegistry(t *testing.T) {
 		}},
 		{name: "absent counts get no sample", host: "h", missing: 2, queues: []testQueue{
 			{"/", "stream", 0, 0, 0, 0},
-			{"/", "partial", 5, 0, 0, Bit(0)},
+			{"/", "partial", 5, 0, 0, queue.Bit(0)},
 			{"/", "full", 1, 1, 0, hasAll},
 		}},
 		{name: "escaping", host: `h"o\st`, queues: []testQueue{
@@ -231,7 +233,7 @@ func TestHoldsAgreesWithEscapedLabels(t *testing.T) {
 	var stored []pair
 	for _, v := range names {
 		for _, n := range names {
-			if err := s.Add([]byte(v), []byte(n), &Counts{}, 0); err != nil {
+			if err := s.Add([]byte(v), []byte(n), &queue.Counts{}, 0); err != nil {
 				t.Fatal(err)
 			}
 			stored = append(stored, pair{v, n})

@@ -1,10 +1,10 @@
-// Package collector turns one queue listing into Prometheus exposition text.
+// Package queueset turns one queue listing into Prometheus exposition text.
 //
 // A listing of 100k queues is 300k samples. Building prometheus.Metric values
 // and sorting them in a registry costs seconds and hundreds of MB at that size,
 // so QueueSet keeps each queue once, with its labels already escaped, and writes
 // the per-queue families straight out in the negotiated format.
-package collector
+package queueset
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // maxBlockBytes is the most label storage allocated at a time. Fixed-size
@@ -38,8 +40,8 @@ const open, mid, end = `name="`, `",vhost="`, `"} `
 
 type queueEntry struct {
 	labelsEnd uint32 // end offset of this queue's escaped labels in its block
-	has       Presence
-	values    Counts
+	has       queue.Presence
+	values    queue.Counts
 }
 
 // block holds the escaped labels of consecutive queues and their entries.
@@ -71,7 +73,7 @@ type QueueSet struct {
 	sealed    int    // label bytes in the blocks before cur
 	n         int
 	complete  int // queues with every count present
-	perFamily [NumFields]int
+	perFamily [queue.NumFields]int
 
 	index    labelIndex
 	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
@@ -118,21 +120,21 @@ func putLabels(dst, vhost, name []byte) int {
 // listing gives them). vhost and name are copied; has tells which counts are
 // present. Of queues with the same labels only the first is kept; Finish
 // drops and counts the others.
-func (s *QueueSet) Add(vhost, name []byte, counts *Counts, has Presence) error {
+func (s *QueueSet) Add(vhost, name []byte, counts *queue.Counts, has queue.Presence) error {
 	need := labelsRoom(vhost, name)
 	b, err := s.room(need)
 	if err != nil {
 		return err
 	}
 	n := putLabels(b.labels[b.used:b.used+need], vhost, name)
-	return s.append(b, n, has&AllPresent, counts)
+	return s.append(b, n, has&queue.AllPresent, counts)
 }
 
 // append commits the entry whose n label bytes were just written at b.used.
 // Once the index exists (Set), it keeps it current and drops a duplicate at
 // once; before that, Finish finds duplicates in one pass, which costs a
 // fraction of maintaining a growing index queue by queue.
-func (s *QueueSet) append(b *block, n int, has Presence, counts *Counts) error {
+func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Counts) error {
 	if s.index.slots != nil {
 		labels := b.labels[b.used : b.used+n]
 		if _, found := s.index.lookup(s, labels); found {
@@ -154,11 +156,11 @@ func (s *QueueSet) append(b *block, n int, has Presence, counts *Counts) error {
 }
 
 // count adds sign times the queue's presence to the per-family totals.
-func (s *QueueSet) count(has Presence, sign int) {
-	if has == AllPresent {
+func (s *QueueSet) count(has queue.Presence, sign int) {
+	if has == queue.AllPresent {
 		s.complete += sign
 	}
-	for i := range NumFields {
+	for i := range queue.NumFields {
 		s.perFamily[i] += sign * (int(has>>i) & 1)
 	}
 }
@@ -199,7 +201,7 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 			return false, err
 		}
 		s.cursor = s.ref(b)
-		if err := s.append(b, putLabels(b.labels[b.used:b.used+need], vhost, name), 0, &Counts{}); err != nil {
+		if err := s.append(b, putLabels(b.labels[b.used:b.used+need], vhost, name), 0, &queue.Counts{}); err != nil {
 			return false, err
 		}
 		e, _ = s.entryAt(s.cursor)
@@ -214,9 +216,9 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 		return true, nil
 	}
 	e.values[field] = v
-	e.has |= Bit(field)
+	e.has |= queue.Bit(field)
 	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
-	if e.has == AllPresent {
+	if e.has == queue.AllPresent {
 		s.complete++
 	}
 	return false, nil
@@ -273,7 +275,7 @@ func (s *QueueSet) find(vhost, name []byte) (*queueEntry, error) {
 	}
 	s.cursor = s.ref(b)
 	copy(b.labels[b.used:], labels)
-	if err := s.append(b, len(labels), 0, &Counts{}); err != nil {
+	if err := s.append(b, len(labels), 0, &queue.Counts{}); err != nil {
 		return nil, err
 	}
 	e, _ := s.entryAt(s.cursor)
@@ -320,9 +322,9 @@ func (s *QueueSet) Finish() error {
 }
 
 // dropped marks an entry Finish found to repeat an earlier one's labels.
-const dropped Presence = 1 << 7
+const dropped queue.Presence = 1 << 7
 
-var _ = [7 - NumFields]struct{}{} // Presence has room for the counts and dropped
+var _ = [7 - queue.NumFields]struct{}{} // Presence has room for the counts and dropped
 
 // buildIndex indexes every entry, sized once for all of them, and drops
 // those whose labels an earlier entry has. Set needs it only when a queue
@@ -421,7 +423,7 @@ func (s *QueueSet) grow(need int) (*block, error) {
 	return b, nil
 }
 
-const entrySize = 8 + 8*NumFields // labelsEnd, has and padding, values
+const entrySize = 8 + 8*queue.NumFields // labelsEnd, has and padding, values
 
 func (s *QueueSet) charge(n int64) error {
 	s.allocated += n
@@ -475,14 +477,14 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var prefix []byte
-	for i, f := range fields {
+	for i, f := range queue.Fields() {
 		if s.perFamily[i] == 0 {
 			continue
 		}
 		out = appendHeader(out, &f)
 		// `name{host="…",` is the same on every line of the family.
 		prefix = append(append(prefix[:0], f.Metric...), s.hostLabel...)
-		bit := Bit(i)
+		bit := queue.Bit(i)
 		for _, b := range s.blocks {
 			start := uint32(0)
 			for _, e := range b.entries[:b.n] {
@@ -523,7 +525,7 @@ func appendInt(b []byte, v int64) []byte {
 
 // appendHeader writes HELP then TYPE, which both the text format and
 // OpenMetrics accept; the HELP texts are constant and need no escaping.
-func appendHeader(b []byte, f *Field) []byte {
+func appendHeader(b []byte, f *queue.Field) []byte {
 	b = append(b, "# HELP "...)
 	b = append(b, f.Metric...)
 	b = append(b, ' ')
