@@ -42,7 +42,7 @@ bench-go:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeQueues -fuzztime=$(FUZZTIME) ./management/
-	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./config/
+	$(GO) test -run='^$$' -fuzz=FuzzParseTarget -fuzztime=$(FUZZTIME) ./internal/brokerhttp/
 	$(GO) test -run='^$$' -fuzz=FuzzEscaping -fuzztime=$(FUZZTIME) ./queueset/
 	$(GO) test -run='^$$' -fuzz=FuzzProbeQuery -fuzztime=$(FUZZTIME) ./prober/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./promplugin/

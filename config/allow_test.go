@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"strings"
 	"testing"
 
@@ -63,9 +65,9 @@ func TestAllowsScheme(t *testing.T) {
 	}
 }
 
-func mustTarget(t *testing.T, s string) Target {
+func mustTarget(t *testing.T, s string) brokerhttp.Target {
 	t.Helper()
-	tgt, err := ParseTarget(s)
+	tgt, err := brokerhttp.ParseTarget(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"fmt"
 	"net/url"
 	"regexp"
@@ -99,7 +101,7 @@ func EnvSettingNames() [][2]string {
 // host is always an allowed target, with its scheme: an https RABBITMQ_HOST
 // also makes the env credentials TLS-bound, so that no scheme-less
 // --probe.allowed-targets pattern sends them over plain http.
-func (f *EnvFlags) moduleConfig(host Target) (ModuleConfig, error) {
+func (f *EnvFlags) moduleConfig(host brokerhttp.Target) (ModuleConfig, error) {
 	c := ModuleConfig{
 		UsernameFile: f.UserFile, PasswordFile: f.PasswordFile,
 		Source:        Source(f.Source),

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,8 +15,8 @@ import (
 // Generation is one complete configuration: the env credentials and the auth
 // modules of the config file, built together and replaced together.
 type Generation struct {
-	Target Target  // RABBITMQ_HOST
-	Env    *Module // credentials from flags/env, used when no auth_module is given
+	Target brokerhttp.Target // RABBITMQ_HOST
+	Env    *Module           // credentials from flags/env, used when no auth_module is given
 	ByName map[string]*Module
 
 	mu      sync.Mutex
@@ -25,7 +27,7 @@ type Generation struct {
 // Load builds a generation from the flags and the config file, reading every
 // secret and TLS file again.
 func Load(flags *EnvFlags, configFile string, opts BuildOptions) (*Generation, error) {
-	host, err := ParseTarget(flags.Host)
+	host, err := brokerhttp.ParseTarget(flags.Host)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", EnvSetting("host"), err)
 	}

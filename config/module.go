@@ -1,6 +1,12 @@
+// Package config turns flags, environment and configuration files into the
+// validated settings the exporter runs with: auth modules (credentials, the
+// targets they may go to, source, filters, HTTP client), the secrets that
+// must never be printed, and generations swapped whole on reload.
 package config
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"errors"
 	"fmt"
 	"net/http"
@@ -72,7 +78,7 @@ type Module struct {
 	Timeout         time.Duration // 0: only the scrape timeout applies
 	Filter          Filter
 	Source          Source
-	PluginEndpoints []Target // explicit plugin endpoints; empty: discover members
+	PluginEndpoints []brokerhttp.Target // explicit plugin endpoints; empty: discover members
 	MaxBodyBytes    int64
 	HTTP            *http.Client
 	setting         func(field string) string
@@ -100,7 +106,7 @@ type TargetPattern struct {
 // error saying why not. Credentials of a TLS-bound module never go over plain
 // http, whatever a scheme-less pattern says: the scheme is part of what the
 // operator allowed.
-func (m *Module) Allows(t Target) error {
+func (m *Module) Allows(t brokerhttp.Target) error {
 	hp := t.HostPort()
 	downgrade := false
 	for _, p := range m.Targets {
@@ -127,7 +133,7 @@ func (m *Module) Allows(t Target) error {
 // credentials (a discovered or configured plugin endpoint): the allow-list
 // still decides where it connects, so an answer from a broker cannot steer it
 // elsewhere. The TLS rule protects credentials, and none are sent there.
-func (m *Module) AllowsEndpoint(t Target) error {
+func (m *Module) AllowsEndpoint(t brokerhttp.Target) error {
 	hp := t.HostPort()
 	for _, p := range m.Targets {
 		if p.withScheme && p.re.MatchString(t.Scheme+"://"+hp) || !p.withScheme && p.re.MatchString(hp) {
@@ -218,7 +224,7 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 		return nil, fmt.Errorf("%s: %v", setting("source"), err)
 	}
 	for i, e := range c.PluginEndpoints {
-		t, err := ParseTarget(e)
+		t, err := brokerhttp.ParseTarget(e)
 		if err != nil {
 			return nil, fmt.Errorf("%s[%d]: %v", setting("plugin_endpoints"), i, err)
 		}
@@ -242,7 +248,7 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 	if err := c.ProxyConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", setting("proxy_url"), err)
 	}
-	if m.HTTP, err = newHTTPClient(&c, opts.UserAgent); err != nil {
+	if m.HTTP, err = brokerhttp.NewClient(brokerhttp.ClientConfig{TLS: c.TLSConfig, Proxy: c.ProxyConfig, UserAgent: opts.UserAgent}); err != nil {
 		return nil, fmt.Errorf("%s: %v", setting("tls_config"), err)
 	}
 	return m, nil

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"os"
 
-	commoncfg "github.com/prometheus/common/config"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	commoncfg "github.com/prometheus/common/config"
 )
 
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -53,7 +56,7 @@ auth_modules:
 			allow := map[string]bool{"rabbit-a.prod": true, "http://rabbit-b.prod:15672": true, "rabbit-a.prod:15673": false,
 				"https://rabbit-a.prod": false, "rabbit-c.prod:1": true, "xrabbit-a.prod": false, "rabbit-a.prod.evil": false}
 			for in, want := range allow {
-				tgt, err := ParseTarget(in)
+				tgt, err := brokerhttp.ParseTarget(in)
 				if err != nil {
 					t.Fatal(err)
 				}

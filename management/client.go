@@ -1,6 +1,8 @@
 package management
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +49,7 @@ var ErrBodyTooLarge = errors.New("response body exceeds the configured maximum")
 
 // ListQueues requests the queue listing of t and calls fn for each queue as it
 // is decoded. The whole exchange ends when ctx does.
-func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Credentials, fn func(*Queue) error) error {
+func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred config.Credentials, fn func(*Queue) error) error {
 	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQuery())
 	if err != nil {
 		return err
@@ -73,8 +75,8 @@ func (c *Client) ListQueues(ctx context.Context, t config.Target, cred config.Cr
 // get sends an authenticated GET for path (with query) below t's API root
 // and returns the response if it is 200. The caller has checked that cred may
 // be sent to t; the client's dialer holds it to that.
-func (c *Client) get(ctx context.Context, t config.Target, cred config.Credentials, path string) (*http.Response, error) {
-	ctx = config.WithApprovedTarget(ctx, t)
+func (c *Client) get(ctx context.Context, t brokerhttp.Target, cred config.Credentials, path string) (*http.Response, error) {
+	ctx = brokerhttp.WithApprovedTarget(ctx, t)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.BaseURL()+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", t, err)

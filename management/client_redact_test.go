@@ -1,6 +1,8 @@
 package management
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -258,7 +260,7 @@ func TestListQueuesRedactsEchoedCredentials(t *testing.T) {
 			u, _ := url.Parse(srv.URL)
 			port, _ := strconv.Atoi(u.Port())
 			c := &Client{HTTP: &http.Client{}}
-			err := c.ListQueues(context.Background(), config.Target{Scheme: "http", Hostname: "127.0.0.1", Port: port},
+			err := c.ListQueues(context.Background(), brokerhttp.Target{Scheme: "http", Hostname: "127.0.0.1", Port: port},
 				redactCred, func(*Queue) error { return nil })
 			if err == nil {
 				t.Fatal("want an error")

@@ -1,6 +1,8 @@
 package management
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,7 +46,7 @@ func (n Node) Host() string {
 }
 
 // ListNodes lists the cluster members of t.
-func (c *Client) ListNodes(ctx context.Context, t config.Target, cred config.Credentials) ([]Node, error) {
+func (c *Client) ListNodes(ctx context.Context, t brokerhttp.Target, cred config.Credentials) ([]Node, error) {
 	resp, err := c.get(ctx, t, cred, "/api/nodes?"+NodesQuery)
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func ParseNodes(b []byte) ([]Node, error) {
 const VhostsQuery = "columns=name&disable_stats=true"
 
 // ListVhosts lists the names of the vhosts the user can see.
-func (c *Client) ListVhosts(ctx context.Context, t config.Target, cred config.Credentials) ([]string, error) {
+func (c *Client) ListVhosts(ctx context.Context, t brokerhttp.Target, cred config.Credentials) ([]string, error) {
 	resp, err := c.get(ctx, t, cred, "/api/vhosts?"+VhostsQuery)
 	if err != nil {
 		return nil, err

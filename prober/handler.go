@@ -1,6 +1,8 @@
 package prober
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -69,7 +71,7 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	defer gen.Release()
 	target := gen.Target
 	if raw := params.Get("target"); raw != "" {
-		if target, err = config.ParseTarget(raw); err != nil {
+		if target, err = brokerhttp.ParseTarget(raw); err != nil {
 			http.Error(w, "invalid target: "+err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -155,7 +157,7 @@ func probeQuery(raw string) (url.Values, int, error) {
 
 // moduleFor picks the credentials for a probe and checks that the operator
 // allowed sending them to target. Nothing is sent anywhere before this passes.
-func moduleFor(gen *config.Generation, name string, target config.Target) (*config.Module, int, error) {
+func moduleFor(gen *config.Generation, name string, target brokerhttp.Target) (*config.Module, int, error) {
 	if name == "" {
 		if err := gen.Env.Allows(target); err != nil {
 			return nil, http.StatusForbidden, fmt.Errorf("target not allowed for the RABBITMQ_HOST credentials: %v (allow it there, or use an auth_module)", err)

@@ -1,6 +1,8 @@
 package prober
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"errors"
 	"runtime"
@@ -12,7 +14,7 @@ import (
 
 // listManagement reads the queue listing of the management API into a
 // QueueSet. Nothing of it is used unless the whole listing arrived.
-func listManagement(ctx context.Context, target config.Target, module *config.Module) (*listing, error) {
+func listManagement(ctx context.Context, target brokerhttp.Target, module *config.Module) (*listing, error) {
 	client := management.Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes}
 	qs := queueset.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
 	filter := &module.Filter

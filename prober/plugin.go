@@ -1,6 +1,8 @@
 package prober
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"errors"
 	"fmt"
@@ -29,9 +31,9 @@ const memberTTL = 30 * time.Second
 
 // member is one cluster member as the plugin source sees it.
 type member struct {
-	node     string        // rabbit@host; the endpoint for configured endpoints
-	endpoint config.Target // where its plugin answers; zero if unusable
-	unusable string        // why it cannot be read (down, no plugin, not allowed); "" if it can
+	node     string            // rabbit@host; the endpoint for configured endpoints
+	endpoint brokerhttp.Target // where its plugin answers; zero if unusable
+	unusable string            // why it cannot be read (down, no plugin, not allowed); "" if it can
 }
 
 // memberStatus is one member's outcome in a scrape.
@@ -57,7 +59,7 @@ type cachedMembers struct {
 	at     time.Time
 }
 
-func (ms *members) get(ctx context.Context, key string, target config.Target, module *config.Module, logger *slog.Logger) (cachedMembers, error) {
+func (ms *members) get(ctx context.Context, key string, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (cachedMembers, error) {
 	ms.mu.Lock()
 	c, ok := ms.cache[key]
 	ms.mu.Unlock()
@@ -104,7 +106,7 @@ func (ms *members) forget(key string) {
 // discover lists the members and where their plugins listen. A discovered
 // address must pass the module's allow-list: the broker's answer must never
 // steer the exporter to an address the operator did not allow.
-func discover(ctx context.Context, target config.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
+func discover(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
 	if len(module.PluginEndpoints) > 0 {
 		list := make([]member, len(module.PluginEndpoints))
 		for i, e := range module.PluginEndpoints {
@@ -129,7 +131,7 @@ func discover(ctx context.Context, target config.Target, module *config.Module, 
 		case n.Plugin == nil:
 			m.unusable = "serves no rabbitmq_prometheus plugin (rabbitmq-plugins enable rabbitmq_prometheus)"
 		default:
-			e, err := config.ParseTarget(n.Plugin.Scheme + "://" + net.JoinHostPort(n.Host(), strconv.Itoa(n.Plugin.Port)))
+			e, err := brokerhttp.ParseTarget(n.Plugin.Scheme + "://" + net.JoinHostPort(n.Host(), strconv.Itoa(n.Plugin.Port)))
 			if err != nil {
 				m.unusable = fmt.Sprintf("its node name gives no usable address: %v", err)
 				break
@@ -160,7 +162,7 @@ func (e *errAmbiguous) Error() string { return fmt.Sprintf("member %s: %v", e.no
 // queues. Members that failed are reported, and the others' queues kept; it
 // fails only when no member could be read. strict (source auto) fails as soon
 // as any running member cannot be read, so that the caller falls back.
-func (p *Prober) listPlugin(ctx context.Context, key string, target config.Target, module *config.Module, strict bool, logger *slog.Logger) (*listing, error) {
+func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.Target, module *config.Module, strict bool, logger *slog.Logger) (*listing, error) {
 	cluster, err := p.members.get(ctx, key, target, module, logger)
 	if err != nil {
 		return nil, err
@@ -244,8 +246,8 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target config.Targe
 // readMember reads one member's plugin answer into a set of its own. No
 // credentials are sent: the plugin takes none, and the endpoint came from
 // the broker's answer.
-func readMember(ctx context.Context, target, endpoint config.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
-	ctx = config.WithApprovedTarget(ctx, endpoint)
+func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
+	ctx = brokerhttp.WithApprovedTarget(ctx, endpoint)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+pluginPath, nil)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,8 @@
 package prober
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,7 +53,7 @@ func (l *listing) complete() bool {
 // ProbeQueues lists the queues of target with module's settings and records
 // rabbitmq_up and the listing's meta metrics in registry. It returns the queues
 // (nil on failure) and whether the listing succeeded.
-func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *config.Module, registry prometheus.Registerer, logger *slog.Logger) (*queueset.QueueSet, bool) {
+func (p *Prober) ProbeQueues(ctx context.Context, target brokerhttp.Target, module *config.Module, registry prometheus.Registerer, logger *slog.Logger) (*queueset.QueueSet, bool) {
 	labels := prometheus.Labels{"host": target.Hostname}
 	up := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "rabbitmq_up", Help: "1 if the queues of this broker were listed in this scrape, 0 if not.", ConstLabels: labels,
@@ -110,7 +112,7 @@ func (p *Prober) ProbeQueues(ctx context.Context, target config.Target, module *
 
 // list shares one listing among concurrent probes of the same target with the
 // same module, and picks the source.
-func (p *Prober) list(ctx context.Context, target config.Target, module *config.Module, logger *slog.Logger) (*listing, error) {
+func (p *Prober) list(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*listing, error) {
 	maxRun := p.MaxTimeout
 	if module.Timeout > 0 && (maxRun <= 0 || module.Timeout < maxRun) {
 		maxRun = module.Timeout
@@ -144,7 +146,7 @@ func (p *Prober) list(ctx context.Context, target config.Target, module *config.
 // requestKey identifies what a listing depends on. The module's identity keeps
 // two configuration generations (say, different filters or passwords after a
 // reload) apart; the password itself is not part of the key.
-func requestKey(target config.Target, module *config.Module) string {
+func requestKey(target brokerhttp.Target, module *config.Module) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%p\x00%s", target, module, module.Name)
 	return hex.EncodeToString(h.Sum(nil))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,11 +10,10 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/prober"
 )
 
-func newMux(handler *prober.Handler, reload http.Handler, target config.Target) (*http.ServeMux, error) {
+func newMux(handler *prober.Handler, reload http.Handler, target brokerhttp.Target) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", handler.Metrics)
 	mux.HandleFunc("/probe", handler.Probe)

@@ -1,7 +1,7 @@
-// Package config turns flags, environment and configuration files into the
-// validated settings the exporter runs with: broker targets, credentials and
-// the secrets that must never be printed.
-package config
+// Package brokerhttp is how the exporter talks to brokers: a parsed Target
+// (the address an allow-list judges) and an HTTP client that connects only
+// to the address approved for each request.
+package brokerhttp
 
 import (
 	"errors"

@@ -1,37 +1,51 @@
-package config
+package brokerhttp
 
 import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 )
 
-func testModule(t *testing.T, c ModuleConfig) *Module {
+func testClient(t *testing.T, c ClientConfig) *http.Client {
 	t.Helper()
-	c.Username, c.Password = "u", "p"
-	if c.Targets == nil {
-		c.Targets = []string{".*"}
-	}
-	m, err := buildModule("m", c, func(f string) string { return f }, BuildOptions{UserAgent: "test-agent"})
+	c.UserAgent = "test-agent"
+	client, err := NewClient(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return client
 }
 
-func get(t *testing.T, m *Module, approved Target, rawURL string) (string, error) {
+func mustTarget(t *testing.T, s string) Target {
+	t.Helper()
+	tgt, err := ParseTarget(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func get(t *testing.T, m *http.Client, approved Target, rawURL string) (string, error) {
 	t.Helper()
 	ctx := context.Background()
 	if approved != (Target{}) {
@@ -41,7 +55,7 @@ func get(t *testing.T, m *Module, approved Target, rawURL string) (string, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := m.HTTP.Do(req)
+	resp, err := m.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -62,7 +76,7 @@ func TestDialGuard(t *testing.T) {
 		io.WriteString(w, "ok "+r.UserAgent())
 	}))
 	defer srv.Close()
-	m := testModule(t, ModuleConfig{})
+	m := testClient(t, ClientConfig{})
 	target := serverTarget(t, srv)
 
 	if body, err := get(t, m, target, srv.URL+"/x"); err != nil || body != "ok test-agent" {
@@ -108,7 +122,7 @@ func TestRedirectsStayWithTheOrigin(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	m := testModule(t, ModuleConfig{})
+	m := testClient(t, ClientConfig{})
 	if body, err := get(t, m, serverTarget(t, srv), srv.URL+"/same"); err != nil || body != "final" {
 		t.Fatalf("same-origin redirect: %q %v", body, err)
 	}
@@ -148,7 +162,7 @@ func TestProxy(t *testing.T) {
 	}))
 	defer proxy.Close()
 	pu, _ := url.Parse(proxy.URL)
-	m := testModule(t, ModuleConfig{ProxyConfig: commoncfg.ProxyConfig{ProxyURL: commoncfg.URL{URL: pu}}})
+	m := testClient(t, ClientConfig{Proxy: commoncfg.ProxyConfig{ProxyURL: commoncfg.URL{URL: pu}}})
 	if body, err := get(t, m, serverTarget(t, srv), srv.URL+"/x"); err != nil || body != "origin" {
 		t.Fatalf("through the proxy: %q, %v", body, err)
 	}
@@ -175,90 +189,11 @@ func TestTLSSettings(t *testing.T) {
 		{name: "min_version above the server's", tls: commoncfg.TLSConfig{CAFile: ca, MinVersion: commoncfg.TLSVersion(tls.VersionTLS13)}, err: "protocol version"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := testModule(t, ModuleConfig{TLSConfig: tc.tls})
+			m := testClient(t, ClientConfig{TLS: tc.tls})
 			body, err := get(t, m, target, srv.URL+"/x")
 			if tc.err == "" && (err != nil || body != "tls") || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 				t.Fatalf("= %q, %v; want error %q", body, err, tc.err)
 			}
 		})
 	}
-}
-
-// connCounter counts a server's open connections.
-type connCounter struct {
-	mu   sync.Mutex
-	open map[net.Conn]bool
-}
-
-func (c *connCounter) track(conn net.Conn, state http.ConnState) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch state {
-	case http.StateNew:
-		c.open[conn] = true
-	case http.StateClosed, http.StateHijacked:
-		delete(c.open, conn)
-	}
-}
-
-func (c *connCounter) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.open)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// TestIdleConnectionLimits: concurrent requests to one broker leave at most
-// maxIdleConnsPerHost connections open, and a retired generation closes its
-// idle connections once its last probe is done.
-func TestIdleConnectionLimits(t *testing.T) {
-	cc := &connCounter{open: map[net.Conn]bool{}}
-	release := make(chan struct{})
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
-	srv.Config.ConnState = cc.track
-	srv.Start()
-	defer srv.Close()
-	g, err := Load(&EnvFlags{Host: srv.URL}, "", BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := serverTarget(t, srv)
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := get(t, g.Env, target, srv.URL+"/x"); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	waitFor(t, "6 connections", func() bool { return cc.count() == 6 })
-	close(release)
-	wg.Wait()
-	waitFor(t, "idle connections beyond the per-host cap to close", func() bool { return cc.count() == maxIdleConnsPerHost })
-
-	g.Acquire()
-	g.retire()
-	waitFor(t, "retired generation to close its idle connections", func() bool { return cc.count() == 0 })
-	// A probe still running on the retired generation leaves its connection
-	// idle afterwards; the last Release closes it.
-	if _, err := get(t, g.Env, target, srv.URL+"/x"); err != nil {
-		t.Fatal(err)
-	}
-	if cc.count() != 1 {
-		t.Fatalf("%d connections open after a request", cc.count())
-	}
-	g.Release()
-	waitFor(t, "the last release to close the idle connection", func() bool { return cc.count() == 0 })
 }

@@ -1,4 +1,4 @@
-package config
+package brokerhttp
 
 import (
 	"context"
@@ -18,26 +18,35 @@ import (
 // capped in total and per broker and dropped well before the next scrape of a
 // slow scrape interval would reuse them.
 const (
-	maxIdleConns        = 32
-	maxIdleConnsPerHost = 2
+	maxIdleConns = 32
+	// MaxIdleConnsPerHost is the most idle connections kept to one broker.
+	MaxIdleConnsPerHost = 2
 	idleConnTimeout     = 30 * time.Second
 	maxRedirects        = 3
 )
 
-// newHTTPClient builds a module's client with prometheus/common's TLS and
+// ClientConfig is what a broker client is built from: a module's HTTP
+// settings and the exporter's user agent.
+type ClientConfig struct {
+	TLS       commoncfg.TLSConfig
+	Proxy     commoncfg.ProxyConfig
+	UserAgent string
+}
+
+// NewClient builds a module's client with prometheus/common's TLS and
 // proxy handling (CA, certificate and key re-read when their files change).
 // The transport is ours for three reasons: the connection limits above
 // (common's allows 20000 idle connections for 5 minutes), a dialer that
 // refuses any address but the one the allow-list approved for the request,
 // and redirects only to the same origin. Credentials are added per request by
 // the management client, never by the transport, so plugin requests carry none.
-func newHTTPClient(c *ModuleConfig, userAgent string) (*http.Client, error) {
-	tlsConfig, err := commoncfg.NewTLSConfig(&c.TLSConfig)
+func NewClient(c ClientConfig) (*http.Client, error) {
+	tlsConfig, err := commoncfg.NewTLSConfig(&c.TLS)
 	if err != nil {
 		return nil, err
 	}
-	proxy := c.ProxyConfig.Proxy()
-	proxyHeader := c.ProxyConfig.GetProxyConnectHeader()
+	proxy := c.Proxy.Proxy()
+	proxyHeader := c.Proxy.GetProxyConnectHeader()
 	newTransport := func(tc *tls.Config) (http.RoundTripper, error) {
 		return &http.Transport{
 			Proxy:               proxy,
@@ -46,7 +55,7 @@ func newHTTPClient(c *ModuleConfig, userAgent string) (*http.Client, error) {
 			TLSClientConfig:     tc,
 			TLSHandshakeTimeout: 10 * time.Second,
 			MaxIdleConns:        maxIdleConns,
-			MaxIdleConnsPerHost: maxIdleConnsPerHost,
+			MaxIdleConnsPerHost: MaxIdleConnsPerHost,
 			IdleConnTimeout:     idleConnTimeout,
 			// Compression would trade broker CPU for bandwidth; the listing is
 			// cheap to send uncompressed and we want to stay light on the broker.
@@ -54,7 +63,7 @@ func newHTTPClient(c *ModuleConfig, userAgent string) (*http.Client, error) {
 		}, nil
 	}
 	var rt http.RoundTripper
-	if t := c.TLSConfig; t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" {
+	if t := c.TLS; t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" {
 		rt, err = newTransport(tlsConfig)
 	} else {
 		rt, err = commoncfg.NewTLSRoundTripper(tlsConfig, commoncfg.TLSRoundTripperSettings{
@@ -66,8 +75,8 @@ func newHTTPClient(c *ModuleConfig, userAgent string) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if userAgent != "" {
-		rt = commoncfg.NewUserAgentRoundTripper(userAgent, rt)
+	if c.UserAgent != "" {
+		rt = commoncfg.NewUserAgentRoundTripper(c.UserAgent, rt)
 	}
 	return &http.Client{Transport: approvedOnly{rt}, CheckRedirect: sameOrigin}, nil
 }
