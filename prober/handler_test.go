@@ -63,7 +63,7 @@ func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler,
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "management", "testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", "source", "management", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}

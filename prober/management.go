@@ -8,8 +8,8 @@ import (
 	"runtime"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
 )
 
 // listManagement reads the queue listing of the management API into a

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/promplugin"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/plugin"
 )
 
 // pluginPath is the plugin's per-object endpoint, asking for the one metric
@@ -195,7 +195,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.T
 			continue
 		}
 		if errs[i] != nil {
-			if errors.Is(errs[i], promplugin.ErrAmbiguous) || errors.Is(errs[i], promplugin.ErrMalformed) {
+			if errors.Is(errs[i], plugin.ErrAmbiguous) || errors.Is(errs[i], plugin.ErrMalformed) {
 				p.members.forget(key) // a vhost created since may be what it needed
 				return nil, &errAmbiguous{node: m.node, err: errs[i]}
 			}
@@ -271,7 +271,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 	if module.MaxBodyBytes <= 0 {
 		body = resp.Body
 	}
-	res, err := promplugin.Parse(body, qs, keep, promplugin.Limits{Vhosts: vhosts})
+	res, err := plugin.Parse(body, qs, keep, plugin.Limits{Vhosts: vhosts})
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, requestError(ctx, ctxErr)

@@ -277,8 +277,8 @@ go_benchmarks() {
   local pkgs=(
     "./queueset:BenchmarkQueueSet|BenchmarkQueueSetWriteTo|BenchmarkClientGolang"
     "./prober:BenchmarkProbe|BenchmarkGzipAnswer"
-    "./management:BenchmarkDecodeQueues/lean/.*/scanner"
-    "./promplugin:BenchmarkParse/.*/(queueset|nop)$"
+    "./source/management:BenchmarkDecodeQueues/lean/.*/scanner"
+    "./source/plugin:BenchmarkParse/.*/(queueset|nop)$"
   )
   for spec in "${pkgs[@]}"; do
     local pkg="${spec%%:*}" re="${spec#*:}"

@@ -17,7 +17,7 @@ const (
 	// keys messages, messages_ready, messages_unacknowledged, name, vhost.
 	Lean Shape = "lean"
 	// Full is the default (no query parameters) listing with all statistics,
-	// about 1.5 KB per queue, copied from management/testdata/queues-3.10.8-default.json.
+	// about 1.5 KB per queue, copied from source/management/testdata/queues-3.10.8-default.json.
 	Full Shape = "full"
 )
 

@@ -20,11 +20,11 @@ import (
 // tests: each member's queue_coarse_metrics answer, the management queue listing and
 // /api/nodes taken at the same moment, with queue names that need escaping, then the
 // same with rabbit4's application stopped. By default it records into a temporary
-// directory and checks that the committed files in promplugin/testdata still say the
+// directory and checks that the committed files in source/plugin/testdata still say the
 // same (queue samples, counts, members; not timings or ids). With
 // RECORD_PLUGIN_FIXTURES set to a directory it writes the files there instead:
 //
-//	RECORD_PLUGIN_FIXTURES=$PWD/promplugin/testdata go test -count=1 -run PluginFixtures ./internal/testbed/
+//	RECORD_PLUGIN_FIXTURES=$PWD/source/plugin/testdata go test -count=1 -run PluginFixtures ./internal/testbed/
 //
 // Names are fixed, so recording again on another RabbitMQ version gives comparable
 // files (the version is part of each file name).
@@ -40,7 +40,7 @@ func TestPluginFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed := filepath.Join(root, "promplugin", "testdata")
+	committed := filepath.Join(root, "source", "plugin", "testdata")
 	c := Cluster(t)
 	seed := c.Members[0]
 	version := brokerVersion(t, seed)
@@ -65,7 +65,7 @@ func TestPluginFixtures(t *testing.T) {
 				return
 			}
 			if diff := fixtureDiff(name, data, want); diff != "" {
-				t.Errorf("promplugin/testdata/%s no longer matches the broker (re-record with RECORD_PLUGIN_FIXTURES): %s", name, diff)
+				t.Errorf("source/plugin/testdata/%s no longer matches the broker (re-record with RECORD_PLUGIN_FIXTURES): %s", name, diff)
 			}
 			return
 		}
@@ -256,7 +256,7 @@ func TestPluginFixtures(t *testing.T) {
 	write("rabbit4-stopped-queues.json", listing)
 	write("rabbit4-stopped-nodes.json", nodes)
 	if diff := fixtureDiff("stopped.txt", gotStopped, wantStopped); !record && diff != "" {
-		t.Errorf("promplugin/testdata/cluster-%s-rabbit4-stopped-rabbit{3,5}.txt together no longer match the broker: %s", version, diff)
+		t.Errorf("source/plugin/testdata/cluster-%s-rabbit4-stopped-rabbit{3,5}.txt together no longer match the broker: %s", version, diff)
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
 )
 
 func main() {

@@ -24,7 +24,7 @@ func TestCanonicalListingTakesFastPath(t *testing.T) {
 	files := testdataFiles(t)
 	// A 3-node cluster's listings, with queue names that need escaping or are not valid UTF-8.
 	for _, name := range []string{"cluster-3.10.8-queues.json", "cluster-3.10.8-rabbit4-stopped-queues.json"} {
-		b, err := os.ReadFile(filepath.Join("..", "promplugin", "testdata", name))
+		b, err := os.ReadFile(filepath.Join("..", "plugin", "testdata", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package promplugin
+package plugin
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/management"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
 )
 
 // sample is one count of one queue, labels as read (not normalised).

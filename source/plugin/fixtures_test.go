@@ -1,4 +1,4 @@
-package promplugin
+package plugin
 
 import (
 	"encoding/json"
@@ -58,7 +58,7 @@ func TestFixturesMatchManagement(t *testing.T) {
 }
 
 // TestWriteEscapedFixtures re-renders the recorded 3.10.8 queues as 3.13 and
-// 4.x answers (run with -promplugin.record). The escaped answers follow the
+// 4.x answers (run with -plugin.record). The escaped answers follow the
 // sources named in fakeapi.PluginEscaped and PluginEscaped3; the test bed
 // only has 3.10.8.
 func TestWriteEscapedFixtures(t *testing.T) {
@@ -88,10 +88,10 @@ func TestWriteEscapedFixtures(t *testing.T) {
 			writeFixture(t, base, prom, listing)
 			continue
 		}
-		// Without -promplugin.record, check the committed files are current.
+		// Without -plugin.record, check the committed files are current.
 		old, err := os.ReadFile(filepath.Join("testdata", base+".prom"))
 		if err != nil || string(old) != string(prom) {
-			t.Errorf("testdata/%s.prom is not what the renderer makes now (err %v): run go test -run TestWriteEscapedFixtures -promplugin.record", base, err)
+			t.Errorf("testdata/%s.prom is not what the renderer makes now (err %v): run go test -run TestWriteEscapedFixtures -plugin.record", base, err)
 		}
 	}
 }

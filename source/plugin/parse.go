@@ -1,4 +1,4 @@
-package promplugin
+package plugin
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package promplugin
+package plugin
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
-var record = flag.Bool("promplugin.record", false, "write the live answers to testdata/single-VERSION-*.{prom,json}")
+var record = flag.Bool("plugin.record", false, "write the live answers to testdata/single-VERSION-*.{prom,json}")
 
 // primaryPluginURL is the primary broker's rabbitmq_prometheus listener.
 const primaryPluginURL = "http://127.0.0.1:15692"
@@ -44,7 +44,7 @@ var oddNames = []string{
 // TestLiveDifferential declares odd queues in two vhosts (one plain, one
 // whose name has a quote and a backslash) on the primary broker, and checks
 // that the plugin's answer parses to exactly the counts the management
-// listing gives. With -promplugin.record it also saves both answers as
+// listing gives. With -plugin.record it also saves both answers as
 // fixtures. A hostile queue in a third vhost must make the answer ambiguous.
 func TestLiveDifferential(t *testing.T) {
 	b := testbed.Primary(t)

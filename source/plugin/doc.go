@@ -1,4 +1,4 @@
-// Package promplugin reads the per-queue counts from RabbitMQ's
+// Package plugin reads the per-queue counts from RabbitMQ's
 // rabbitmq_prometheus plugin: GET /metrics/detailed?family=queue_coarse_metrics
 // on each cluster member, which lists the queues that member hosts.
 //
@@ -126,4 +126,4 @@
 //   - Streams are in queue_coarse_metrics (ready = committed offset) while
 //     the management listing with disable_stats gives them no counts, so the
 //     two sources differ for streams.
-package promplugin
+package plugin

@@ -24,7 +24,7 @@ func FuzzDecodeQueues(f *testing.F) {
 	for _, tc := range edgeCases {
 		f.Add([]byte(tc.in))
 	}
-	if b, err := os.ReadFile(filepath.Join("..", "promplugin", "testdata", "cluster-3.10.8-queues.json")); err == nil {
+	if b, err := os.ReadFile(filepath.Join("..", "plugin", "testdata", "cluster-3.10.8-queues.json")); err == nil {
 		f.Add(b) // a real listing with odd queue names
 	}
 	altCounts := []string{"zz", "messages_ready", "o"}
