@@ -1,12 +1,12 @@
 package config
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"strings"
 	"testing"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 // TestAllowsScheme: credentials configured for TLS never go over plain http,

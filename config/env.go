@@ -1,14 +1,14 @@
 package config
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 // EnvFlags are the flags and environment variables of the env credentials:

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 // Generation is one complete configuration: the env credentials and the auth

@@ -5,8 +5,6 @@
 package config
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 // ModuleConfig is one auth module as written in the config file; the flags and
@@ -184,6 +184,10 @@ func CompileAnchored(setting, pattern string) (*regexp.Regexp, error) {
 	}
 	return re, nil
 }
+
+// DefaultMaxBodyBytes bounds one broker answer, and one listing's memory,
+// where no limit is configured (about 2M queues in the lean form).
+const DefaultMaxBodyBytes = 512 << 20
 
 // BuildOptions are the process-wide settings every module shares.
 type BuildOptions struct {

@@ -1,15 +1,14 @@
 package config
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"os"
-
 	"path/filepath"
 	"strings"
 	"testing"
 
 	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 func writeFile(t *testing.T, dir, name, content string) string {

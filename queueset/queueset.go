@@ -457,7 +457,7 @@ func (s *QueueSet) FirstDuplicate() string { return s.firstDup }
 // writeChunk is how much WriteTo assembles before handing it on. Each chunk
 // costs net/http a chunk header and two write syscalls, each waking the
 // scraper; in a test server, 512 KiB chunks took about a fifth less CPU to
-// send 3.5 MB than 128 KiB ones. It also exceeds the prober's bufio.Writer,
+// send 3.5 MB than 128 KiB ones. It also exceeds the web handler's bufio.Writer,
 // so bufio passes chunks straight through instead of copying them again.
 const writeChunk = 512 << 10
 

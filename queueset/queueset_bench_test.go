@@ -46,7 +46,7 @@ func newBenchQueues(n int) *benchQueues {
 	return bq
 }
 
-// addTo adds every queue to s, as the prober's decode callback does.
+// addTo adds every queue to s, as the management source's decode callback does.
 func (bq *benchQueues) addTo(s *QueueSet) {
 	start := 0
 	for i := range bq.queues {
@@ -67,7 +67,7 @@ type countingDiscard struct{ n int64 }
 func (c *countingDiscard) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // BenchmarkQueueSet is the exporter's path after decoding: Add every queue,
-// then write the three families through a 64 KiB buffer as prober does.
+// then write the three families through a 64 KiB buffer as the web handler does.
 func BenchmarkQueueSet(b *testing.B) {
 	for _, n := range benchSizes {
 		bq := newBenchQueues(n)

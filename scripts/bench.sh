@@ -276,7 +276,7 @@ go_benchmarks() {
   echo "== go test -bench (benchtime ${BENCHTIME}, -benchmem)" >&2
   local pkgs=(
     "./queueset:BenchmarkQueueSet|BenchmarkQueueSetWriteTo|BenchmarkClientGolang"
-    "./prober:BenchmarkProbe|BenchmarkGzipAnswer"
+    "./web:BenchmarkProbe|BenchmarkGzipAnswer"
     "./source/management:BenchmarkDecodeQueues/lean/.*/scanner"
     "./source/plugin:BenchmarkParse/.*/(queueset|nop)$"
   )

@@ -4,12 +4,13 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 )
 
 func runBinary(t *testing.T, env []string, args ...string) (string, int) {

@@ -16,7 +16,7 @@ import (
 // registry main wires (Go and process collectors included), the way
 // Prometheus 2 and 3 ask in their main configurations, with and without
 // gzip: each answer must be what its headers say and pass promtool.
-// prober's tests cover every Accept header Prometheus sends.
+// web package's tests cover every Accept header Prometheus sends.
 func TestAnswersAsPrometheusAsks(t *testing.T) {
 	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

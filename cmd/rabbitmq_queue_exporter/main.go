@@ -21,11 +21,13 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
+	toolkitweb "github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/prober"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/builtin"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/web"
 )
 
 const exporterName = "rabbitmq_queue_exporter"
@@ -134,9 +136,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	gen := safeConfig.Current()
-	handler := &prober.Handler{
+	handler := &web.Handler{
 		Logger:         logger,
-		Prober:         &prober.Prober{MaxTimeout: s.maxTimeout},
+		Lister:         &source.Lister{Sources: builtin.Sources(), MaxTimeout: s.maxTimeout},
 		Config:         safeConfig,
 		TimeoutOffset:  s.timeoutOffset,
 		DefaultTimeout: s.defaultTimeout,
@@ -178,7 +180,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(server, webConfig, logger) }()
+	go func() { serveErr <- toolkitweb.ListenAndServe(server, webConfig, logger) }()
 	select {
 	case err := <-serveErr:
 		logger.Error("server stopped", "err", err)

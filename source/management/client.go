@@ -1,8 +1,6 @@
 package management
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +9,8 @@ import (
 	"net/url"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
-
-// DefaultMaxBodyBytes bounds one listing (about 2M queues in the lean form).
-const DefaultMaxBodyBytes = 512 << 20
 
 // Client lists queues over the management HTTP API.
 type Client struct {
@@ -57,7 +53,7 @@ func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred confi
 	defer resp.Body.Close()
 	max := c.MaxBodyBytes
 	if max <= 0 {
-		max = DefaultMaxBodyBytes
+		max = config.DefaultMaxBodyBytes
 	}
 	body := &limitedReader{r: resp.Body, remaining: max}
 	if err := DecodeQueues(body, c.Limits, fn); err != nil {

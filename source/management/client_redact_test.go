@@ -1,8 +1,6 @@
 package management
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,6 +18,7 @@ import (
 	"testing/iotest"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 )
 
 // The password has every character class that some encoding changes: HTML specials, quote,

@@ -1,8 +1,6 @@
-package prober
+package plugin
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"context"
 	"errors"
 	"fmt"
@@ -16,9 +14,10 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/plugin"
 )
 
 // pluginPath is the plugin's per-object endpoint, asking for the one metric
@@ -34,13 +33,6 @@ type member struct {
 	node     string            // rabbit@host; the endpoint for configured endpoints
 	endpoint brokerhttp.Target // where its plugin answers; zero if unusable
 	unusable string            // why it cannot be read (down, no plugin, not allowed); "" if it can
-}
-
-// memberStatus is one member's outcome in a scrape.
-type memberStatus struct {
-	node   string
-	up     bool
-	reason string // why not up
 }
 
 // members discovers the cluster through the management API (or takes the
@@ -149,31 +141,41 @@ func discover(ctx context.Context, target brokerhttp.Target, module *config.Modu
 	return list, nil
 }
 
-// errAmbiguous marks a plugin answer that cannot be read exactly; the caller
-// uses the management listing for this scrape instead.
-type errAmbiguous struct {
-	node string
-	err  error
+// Source reads every cluster member's rabbitmq_prometheus plugin. Its member
+// lists are cached per target and module; one Source serves the process.
+type Source struct {
+	// Strict fails the listing as soon as any running member cannot be
+	// read, so that a fallback reads the whole cluster another way (source
+	// auto). Otherwise the members read are kept and the others reported.
+	Strict bool
+
+	members members
 }
 
-func (e *errAmbiguous) Error() string { return fmt.Sprintf("member %s: %v", e.node, e.err) }
+// unreadableError marks a member's answer that cannot be read exactly
+// (ambiguous or malformed): none of its counts are used.
+type unreadableError struct{ error }
 
-// listPlugin reads every usable member's plugin in parallel and merges their
+func (e unreadableError) Is(target error) bool { return target == source.ErrUnreadable }
+func (e unreadableError) Unwrap() error        { return e.error }
+
+// List reads every usable member's plugin in parallel and merges their
 // queues. Members that failed are reported, and the others' queues kept; it
-// fails only when no member could be read. strict (source auto) fails as soon
-// as any running member cannot be read, so that the caller falls back.
-func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.Target, module *config.Module, strict bool, logger *slog.Logger) (*listing, error) {
+// fails only when no member could be read (or, Strict, when any running
+// member could not).
+func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*source.Listing, error) {
+	key := source.Key(target, module)
 	cluster, err := p.members.get(ctx, key, target, module, logger)
 	if err != nil {
 		return nil, err
 	}
 	list := cluster.list
-	statuses := make([]memberStatus, len(list))
+	statuses := make([]source.Member, len(list))
 	sets := make([]*queueset.QueueSet, len(list))
 	errs := make([]error, len(list))
 	var wg sync.WaitGroup
 	for i, m := range list {
-		statuses[i] = memberStatus{node: m.node, reason: m.unusable}
+		statuses[i] = source.Member{Node: m.node, Reason: m.unusable}
 		if m.unusable != "" {
 			continue
 		}
@@ -188,27 +190,27 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.T
 	var failed, read int
 	for i, m := range list {
 		if m.unusable != "" {
-			if strict && m.unusable != "not running" {
+			if p.Strict && m.unusable != "not running" {
 				return nil, fmt.Errorf("member %s %s", m.node, m.unusable)
 			}
 			failed++
 			continue
 		}
 		if errs[i] != nil {
-			if errors.Is(errs[i], plugin.ErrAmbiguous) || errors.Is(errs[i], plugin.ErrMalformed) {
+			if errors.Is(errs[i], ErrAmbiguous) || errors.Is(errs[i], ErrMalformed) {
 				p.members.forget(key) // a vhost created since may be what it needed
-				return nil, &errAmbiguous{node: m.node, err: errs[i]}
+				return nil, unreadableError{fmt.Errorf("member %s: %w", m.node, errs[i])}
 			}
-			statuses[i].reason = errs[i].Error()
+			statuses[i].Reason = errs[i].Error()
 			failed++
 			logger.Warn("reading a cluster member's plugin failed", "node", m.node, "endpoint", m.endpoint.String(), "err", errs[i])
-			if strict {
+			if p.Strict {
 				p.members.forget(key)
 				return nil, fmt.Errorf("member %s: %v", m.node, errs[i])
 			}
 			continue
 		}
-		statuses[i].up = true
+		statuses[i].Up = true
 		read++
 	}
 	if failed > 0 {
@@ -217,7 +219,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.T
 	if read == 0 {
 		reasons := ""
 		for _, s := range statuses {
-			reasons += fmt.Sprintf("; %s: %s", s.node, s.reason)
+			reasons += fmt.Sprintf("; %s: %s", s.Node, s.Reason)
 		}
 		return nil, fmt.Errorf("no cluster member's rabbitmq_prometheus plugin could be read%s", reasons)
 	}
@@ -240,7 +242,7 @@ func (p *Prober) listPlugin(ctx context.Context, key string, target brokerhttp.T
 	if err := qs.Finish(); err != nil {
 		return nil, err
 	}
-	return &listing{queues: qs, source: config.SourcePrometheus, members: statuses}, nil
+	return &source.Listing{Queues: qs, Source: config.SourcePrometheus, Members: statuses}, nil
 }
 
 // readMember reads one member's plugin answer into a set of its own. No
@@ -261,7 +263,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	qs := queueset.NewQueueSet(target.Hostname, maxQueueSetBytes(module))
+	qs := source.NewQueueSet(target, module)
 	filter := &module.Filter
 	var keep func(vhost, name []byte) bool
 	if !filter.Empty() {
@@ -271,7 +273,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 	if module.MaxBodyBytes <= 0 {
 		body = resp.Body
 	}
-	res, err := plugin.Parse(body, qs, keep, plugin.Limits{Vhosts: vhosts})
+	res, err := Parse(body, qs, keep, Limits{Vhosts: vhosts})
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, requestError(ctx, ctxErr)

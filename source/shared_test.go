@@ -1,4 +1,4 @@
-package prober
+package source
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 )
 
 // slowListing returns a listing after d, or the context's cause if it ends first.
-func slowListing(calls *atomic.Int32, ended chan<- error, d time.Duration) func(context.Context) (*listing, error) {
-	return func(ctx context.Context) (*listing, error) {
+func slowListing(calls *atomic.Int32, ended chan<- error, d time.Duration) func(context.Context) (*Listing, error) {
+	return func(ctx context.Context) (*Listing, error) {
 		calls.Add(1)
 		select {
 		case <-time.After(d):
 			qs := queueset.NewQueueSet("h", 0)
-			return &listing{queues: qs}, qs.Finish()
+			return &Listing{Queues: qs}, qs.Finish()
 		case <-ctx.Done():
 			if ended != nil {
 				ended <- context.Cause(ctx)

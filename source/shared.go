@@ -1,4 +1,4 @@
-package prober
+package source
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type flights struct {
 
 type flight struct {
 	done   chan struct{}
-	res    *listing
+	res    *Listing
 	err    error
 	cancel context.CancelCauseFunc
 
@@ -41,7 +41,7 @@ var (
 
 // do returns the result of fn for key, running fn at most once at a time per
 // key. ctx must have a deadline; maxRun caps how long fn may run in all.
-func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn func(context.Context) (*listing, error)) (*listing, error) {
+func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn func(context.Context) (*Listing, error)) (*Listing, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return nil, errNoDeadline
@@ -80,7 +80,7 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 	}
 }
 
-func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(context.Context) (*listing, error)) {
+func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(context.Context) (*Listing, error)) {
 	res, err := fn(ctx)
 	f.mu.Lock()
 	if f.m[key] == fl {

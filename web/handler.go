@@ -1,8 +1,6 @@
-package prober
+package web
 
 import (
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
-
 	"bytes"
 	"context"
 	"fmt"
@@ -19,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/pargzip"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 )
 
 const (
@@ -34,7 +34,7 @@ var probeParams = []string{"target", "auth_module", "debug"}
 // Handler serves /probe and /metrics.
 type Handler struct {
 	Logger         *slog.Logger
-	Prober         *Prober
+	Lister         *source.Lister
 	Config         *config.SafeConfig
 	TimeoutOffset  time.Duration // subtracted from the scraper's timeout to leave time to answer
 	DefaultTimeout time.Duration // when the scraper sends no timeout header
@@ -110,7 +110,7 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	registry.MustRegister(success, duration)
 
 	logger.Debug("probing", "auth_module", module.Name, "timeout", timeout)
-	queues, ok := h.Prober.ProbeQueues(ctx, target, module, registry, logger)
+	queues, ok := probeQueues(ctx, h.Lister, target, module, registry, logger)
 	if ok {
 		success.Set(1)
 	}
@@ -202,7 +202,7 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.release(h.slots(false))
 	registry := prometheus.NewRegistry()
-	queues, _ := h.Prober.ProbeQueues(ctx, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
+	queues, _ := probeQueues(ctx, h.Lister, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
 	h.setWriteDeadline(w)
 	h.writeMetrics(w, r, h.Logger, append(gatherers, registry), queues)
 }

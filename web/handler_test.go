@@ -1,6 +1,9 @@
-package prober
+package web
 
 import (
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/builtin"
+
 	"compress/gzip"
 	"io"
 	"log/slog"
@@ -51,7 +54,7 @@ func newHandler(t testing.TB, flags config.EnvFlags, fileYAML string) (*Handler,
 	}
 	h := &Handler{
 		Logger:         logger,
-		Prober:         &Prober{MaxTimeout: time.Minute},
+		Lister:         &source.Lister{Sources: builtin.Sources(), MaxTimeout: time.Minute},
 		Config:         sc,
 		TimeoutOffset:  500 * time.Millisecond,
 		DefaultTimeout: 5 * time.Second,
@@ -358,7 +361,7 @@ func TestConcurrentProbesShareOneRequest(t *testing.T) {
 	if err := h.Config.Reload("test"); err != nil {
 		t.Fatal(err)
 	}
-	if requestKey(target, env) == requestKey(target, h.Config.Current().Env) {
+	if source.Key(target, env) == source.Key(target, h.Config.Current().Env) {
 		t.Fatal("request key ignores the module")
 	}
 }

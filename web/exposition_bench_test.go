@@ -1,4 +1,4 @@
-package prober
+package web
 
 import (
 	"bufio"
