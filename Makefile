@@ -19,15 +19,20 @@ run: build
 	@case "$${RABBITMQ_HOST:-localhost}" in localhost|127.0.0.1|localhost:*|127.0.0.1:*|http://localhost*|http://127.0.0.1*) ./scripts/testbed.sh demo ;; esac
 	$(BIN) $(ARGS)
 
-# Every test, against real brokers: testbed.sh installs/starts/prepares them (idempotent).
+# Every test. The hermetic lane under the race detector, then the broker
+# lane against real brokers (testbed.sh installs/starts/prepares them,
+# idempotently): every other test, then the fault tests (TestFault*: they
+# stop, restart or freeze shared brokers), one package at a time.
 test: lint
 	./scripts/test-deps.sh
+	$(GO) test -count=1 -race -short ./...
 	./scripts/testbed.sh all
-	$(GO) test -count=1 -timeout 15m ./...
+	RQE_TEST_BROKERS=1 $(GO) test -count=1 -timeout 20m -skip '^TestFault' ./...
+	RQE_TEST_BROKERS=1 RQE_TEST_FAULTS=1 $(GO) test -count=1 -timeout 20m -p 1 -run '^TestFault' ./...
 
-# Tests that need no broker (the broker tests skip unless CI=true).
+# The hermetic lane: no broker, nothing installed or started.
 test-unit:
-	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

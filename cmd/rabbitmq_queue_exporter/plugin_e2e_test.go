@@ -55,13 +55,14 @@ type clusterQueue struct {
 	messages, ready, unacked int64
 }
 
-// TestPluginSourceRealCluster reads a real three-member cluster through each
+// TestFaultPluginSourceRealCluster reads a real three-member cluster through each
 // member's plugin: classic queues on every member, a quorum queue and a
 // stream replicated over all, one member over TLS. Then one member's app
 // stops: its classic queue has no sample, its node_up is 0, the rest stays
 // exact, probe_success is 0; and after it starts again the same exporter
 // process recovers.
-func TestPluginSourceRealCluster(t *testing.T) {
+func TestFaultPluginSourceRealCluster(t *testing.T) {
+	testbed.RequireFaults(t)
 	c := testbed.Cluster(t)
 	vhost := testbed.UniqueName("it.plugin.")
 	seed := c.Members[0]

@@ -20,17 +20,15 @@ type recoveryProbe struct {
 	err      string
 }
 
-// TestRecoveryAfterBrokerRestart stops the second RabbitMQ node under a
+// TestFaultRecoveryAfterBrokerRestart stops the second RabbitMQ node under a
 // running exporter and starts it again: while it is down every scrape answers
 // rabbitmq_up 0 / probe_success 0 by the deadline, and once it is back scrapes
 // succeed again from the same exporter process. A background scraper keeps
 // probing through the shutdown and the boot, when the node half-answers.
-// testbed.StopSecond waits for every other user of the node and leaves it
+// It runs in the fault pass, alone with the brokers, and leaves the node
 // running when the test ends.
-func TestRecoveryAfterBrokerRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops and restarts the second RabbitMQ node")
-	}
+func TestFaultRecoveryAfterBrokerRestart(t *testing.T) {
+	testbed.RequireFaults(t)
 	b := testbed.Second(t)
 	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.MgmtURL, "RABBITMQ_USER=" + b.User, "RABBITMQ_PASSWORD=" + b.Password}, "--no-metrics.queues")
 	pid := p.cmd.Process.Pid

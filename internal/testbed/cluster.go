@@ -95,18 +95,13 @@ func clusterInfo() ClusterInfo {
 	return c
 }
 
-// clusterUse coordinates tests that use the cluster with tests that stop one of its
-// members, across packages, like secondUse for the second node.
-var clusterUse = &useLock{name: "cluster", what: "the test cluster", wait: 3 * time.Minute}
-
-// Cluster returns the test cluster, starting and forming it via scripts/testbed.sh
-// cluster if needed (a cold start takes about a minute). The calling test holds shared
-// use of the cluster until it ends, so StopMember elsewhere waits for it.
+// Cluster returns the test cluster, skipping t outside the broker lane.
 func Cluster(t testing.TB) ClusterInfo {
 	t.Helper()
-	clusterUse.acquireShared(t)
+	Require(t)
+	useShared(t)
 	c := clusterInfo()
-	ensureReady(t, "cluster", c.Members[0].MgmtURL, c.ready)
+	waitReady(t, describe("cluster", c.Members[0].MgmtURL), c.ready, readyLimit)
 	return c
 }
 
@@ -152,13 +147,12 @@ func (m Member) pluginListening() error {
 }
 
 // StopMember stops the rabbit application (not the VM) of member i, returning once
-// another member's /api/nodes reports it not running. It first takes exclusive use of
-// the cluster (giving up this test's shared use), waiting for other tests and packages
-// to finish with it. A cleanup starts the member again if the test leaves it stopped.
+// another member's /api/nodes reports it not running (fault pass only). A cleanup
+// starts the member again if the test leaves it stopped.
 func StopMember(t testing.TB, i int) {
 	t.Helper()
 	checkMember(t, i)
-	clusterUse.acquireExclusive(t)
+	inFaultPass(t, "StopMember")
 	if err := runScript(t, "stop-member", strconv.Itoa(i)); err != nil {
 		t.Fatalf("testbed: stopping cluster member %d: %v", i, err)
 	}
@@ -173,19 +167,17 @@ func StopMember(t testing.TB, i int) {
 }
 
 // StartMember starts the rabbit application of member i, returning once it answers
-// and another member's /api/nodes reports it running with its prometheus context. It
-// takes exclusive use of the cluster like StopMember.
+// and another member's /api/nodes reports it running with its prometheus context
+// (fault pass only).
 func StartMember(t testing.TB, i int) Member {
 	t.Helper()
 	checkMember(t, i)
-	clusterUse.acquireExclusive(t)
+	inFaultPass(t, "StartMember")
 	if err := runScript(t, "start-member", strconv.Itoa(i)); err != nil {
 		t.Fatalf("testbed: starting cluster member %d: %v", i, err)
 	}
 	m := clusterMember(i)
-	if err := m.waitReady(30 * time.Second); err != nil {
-		t.Fatalf("testbed: cluster member %d not ready after start: %v", i, err)
-	}
+	waitReady(t, fmt.Sprintf("cluster member %d after start", i), m.ready, readyLimit)
 	return m
 }
 

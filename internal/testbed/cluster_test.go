@@ -136,12 +136,10 @@ func TestClusterReplicatedPlacement(t *testing.T) {
 	}
 }
 
-// TestClusterStopStartMember: stopping a member's app shows as running=false on the
+// TestFaultClusterStopStartMember: stopping a member's app shows as running=false on the
 // others and closes its plugin listener; starting it reverses both.
-func TestClusterStopStartMember(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts a cluster member; skipped with -short")
-	}
+func TestFaultClusterStopStartMember(t *testing.T) {
+	RequireFaults(t)
 	c := Cluster(t)
 	m := c.Member(4)
 	StopMember(t, m.Index)

@@ -16,7 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// TestPluginFixtures records real answers of the test cluster for parser and collector
+// TestFaultPluginFixtures records real answers of the test cluster for parser and queueset
 // tests: each member's queue_coarse_metrics answer, the management queue listing and
 // /api/nodes taken at the same moment, with queue names that need escaping, then the
 // same with rabbit4's application stopped. By default it records into a temporary
@@ -28,10 +28,8 @@ import (
 //
 // Names are fixed, so recording again on another RabbitMQ version gives comparable
 // files (the version is part of each file name).
-func TestPluginFixtures(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stops a cluster member; skipped with -short")
-	}
+func TestFaultPluginFixtures(t *testing.T) {
+	RequireFaults(t)
 	dir, record := os.Getenv("RECORD_PLUGIN_FIXTURES"), true
 	if dir == "" {
 		dir, record = t.TempDir(), false

@@ -3,8 +3,8 @@
 // (exporter2 on 127.0.0.1:15673/5673) and a 3-node cluster (see Cluster), all managed
 // by scripts/testbed.sh.
 //
-// Brokers that are down are started through the script once per process; if that
-// fails the test is skipped, or fails when CI=true so CI cannot pass vacuously.
+// Tests using them skip unless the broker lane is on (see Require); the brokers are
+// started beforehand, never by a test (see lane.go).
 package testbed
 
 import (
@@ -23,8 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,45 +63,44 @@ const (
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// Primary returns the primary broker, starting it via scripts/testbed.sh if needed.
+// Primary returns the primary broker (never stopped by tests), skipping t
+// outside the broker lane.
 func Primary(t testing.TB) Broker {
 	t.Helper()
-	return ensure(t, primaryBroker(), "primary")
+	Require(t)
+	b := primaryBroker()
+	waitReady(t, describe("primary", b.MgmtURL), b.ready, readyLimit)
+	return b
 }
 
-// Second returns the second broker, starting it via scripts/testbed.sh second if
-// needed. The calling test holds shared use of the node until it ends, so StopSecond
-// in another test or package waits for it.
+// Second returns the second broker, skipping t outside the broker lane.
 func Second(t testing.TB) Broker {
 	t.Helper()
-	secondUse.acquireShared(t)
-	return ensure(t, secondBroker(), "second")
+	Require(t)
+	useShared(t)
+	b := secondBroker()
+	waitReady(t, describe("second", b.MgmtURL), b.ready, readyLimit)
+	return b
 }
 
-// StartSecond (re)starts the second node and fails the test if that does not work.
+// StartSecond (re)starts the second node and fails the test if that does not
+// work. Fault pass only.
 func StartSecond(t testing.TB) Broker {
 	t.Helper()
-	secondUse.acquireShared(t)
+	inFaultPass(t, "StartSecond")
 	b := secondBroker()
 	if err := runScript(t, "second"); err != nil {
 		t.Fatalf("testbed: starting second node: %v", err)
 	}
-	if err := b.waitReady(30 * time.Second); err != nil {
-		t.Fatalf("testbed: second node not ready after start: %v", err)
-	}
-	ensureMu.Lock()
-	delete(scriptFailed, "second")
-	ensureMu.Unlock()
+	waitReady(t, "second node after start", b.ready, readyLimit)
 	return b
 }
 
-// StopSecond stops the second node for a recovery test. It first takes exclusive use
-// of the node (giving up this test's shared use from Second), waiting for other tests
-// and packages to finish with it. If the node is still down when the test ends, a
-// cleanup starts it again.
+// StopSecond stops the second node for a recovery test (fault pass only). If
+// the node is still down when the test ends, a cleanup starts it again.
 func StopSecond(t testing.TB) {
 	t.Helper()
-	secondUse.acquireExclusive(t)
+	inFaultPass(t, "StopSecond")
 	if err := runScript(t, "stop-second"); err != nil {
 		t.Fatalf("testbed: stopping second node: %v", err)
 	}
@@ -126,50 +123,6 @@ func secondBroker() Broker {
 	return Broker{MgmtURL: SecondMgmtURL, AMQPURL: SecondAMQPAddr, User: SecondUser, Password: SecondPassword}
 }
 
-var (
-	ensureMu sync.Mutex
-	// A failed script run is remembered so that every later test in the package
-	// skips at once instead of waiting for the script's timeout again.
-	scriptFailed = map[string]error{}
-)
-
-func ensure(t testing.TB, b Broker, target string) Broker {
-	t.Helper()
-	ensureReady(t, target, b.MgmtURL, b.ready)
-	return b
-}
-
-// ensureReady runs scripts/testbed.sh target unless ready() already succeeds, and
-// skips (or under CI=true fails) the test if that does not make it succeed.
-func ensureReady(t testing.TB, target, where string, ready func() error) {
-	t.Helper()
-	if ready() == nil {
-		return
-	}
-	ensureMu.Lock()
-	defer ensureMu.Unlock()
-	if ready() == nil { // another test just started it
-		return
-	}
-	err := scriptFailed[target]
-	if err == nil {
-		err = runScript(t, target)
-		if err == nil {
-			err = waitFor(ready, 10*time.Second)
-		}
-		if err != nil {
-			scriptFailed[target] = err
-		}
-	}
-	if err != nil {
-		msg := fmt.Sprintf("testbed: %s broker %s unavailable: %v", target, where, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (set CI=true to fail instead of skipping)")
-	}
-}
-
 // ready reports whether the management API answers 200 with b's credentials and the
 // AMQP port accepts connections (the management listener starts slightly earlier).
 func (b Broker) ready() error {
@@ -188,8 +141,6 @@ func (b Broker) ready() error {
 	}
 	return c.Close()
 }
-
-func (b Broker) waitReady(timeout time.Duration) error { return waitFor(b.ready, timeout) }
 
 // waitFor calls ready every 500 ms until it succeeds or timeout passes.
 func waitFor(ready func() error, timeout time.Duration) error {
@@ -613,176 +564,4 @@ func snippet(b []byte) string {
 		s = s[:300] + "..."
 	}
 	return s
-}
-
-// secondUse coordinates tests that use the second node with tests that stop it,
-// within this process and across test packages (go test runs packages as parallel
-// processes): a shared flock for users, an exclusive one for StopSecond. A second
-// "intent" lock gives waiting stoppers priority, so a stream of overlapping users
-// cannot starve them.
-var secondUse = &useLock{name: "second", what: "the second node", wait: 3 * time.Minute}
-
-func lockDir() string {
-	if f, err := os.CreateTemp("/run/lock", ".testbed-probe-*"); err == nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		return "/run/lock"
-	}
-	return os.TempDir()
-}
-
-type useLock struct {
-	name, what          string // lock file infix; what tests use, for messages
-	usePath, intentPath string
-	wait                time.Duration
-
-	mu          sync.Mutex
-	use, intent *os.File
-	shared      map[testing.TB]bool // tests of this process holding shared use
-	excl        testing.TB          // test of this process holding exclusive use
-	wantExcl    int                 // tests of this process waiting for exclusive use
-	exclMu      sync.Mutex          // one exclusive holder or waiter per process
-}
-
-func (l *useLock) open() error {
-	if l.use != nil {
-		return nil
-	}
-	if l.usePath == "" {
-		dir := lockDir()
-		l.usePath = filepath.Join(dir, "rabbitmq-exporter-testbed-"+l.name+".use")
-		l.intentPath = filepath.Join(dir, "rabbitmq-exporter-testbed-"+l.name+".intent")
-	}
-	// Read-only is enough for flock and works on a file another user created.
-	use, err := os.OpenFile(l.usePath, os.O_RDONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	intent, err := os.OpenFile(l.intentPath, os.O_RDONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		_ = use.Close()
-		return err
-	}
-	l.use, l.intent, l.shared = use, intent, map[testing.TB]bool{}
-	return nil
-}
-
-func flock(f *os.File, how int) error { return syscall.Flock(int(f.Fd()), how) }
-
-func (l *useLock) acquireShared(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(l.wait)
-	for {
-		l.mu.Lock()
-		if err := l.open(); err != nil {
-			l.mu.Unlock()
-			t.Fatalf("testbed: lock file: %v", err)
-		}
-		if l.excl == t || l.shared[t] {
-			l.mu.Unlock()
-			return
-		}
-		// Only touch the intent lock when no test of this process waits for or holds
-		// exclusive use: flock on the same descriptor would convert its lock.
-		if l.excl == nil && l.wantExcl == 0 && (len(l.shared) > 0 || l.trySharedLocked()) {
-			l.shared[t] = true
-			l.mu.Unlock()
-			t.Cleanup(func() { l.releaseShared(t) })
-			return
-		}
-		l.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("testbed: waited %v for shared use of %s (a recovery test holds it)", l.wait, l.what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (l *useLock) trySharedLocked() bool {
-	if flock(l.intent, syscall.LOCK_SH|syscall.LOCK_NB) != nil {
-		return false // a stopper elsewhere is waiting
-	}
-	defer func() { _ = flock(l.intent, syscall.LOCK_UN) }()
-	return flock(l.use, syscall.LOCK_SH|syscall.LOCK_NB) == nil
-}
-
-func (l *useLock) releaseShared(t testing.TB) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.shared[t] {
-		return // upgraded to exclusive meanwhile
-	}
-	delete(l.shared, t)
-	if len(l.shared) == 0 && l.excl == nil {
-		_ = flock(l.use, syscall.LOCK_UN)
-	}
-}
-
-func (l *useLock) acquireExclusive(t testing.TB) {
-	t.Helper()
-	l.mu.Lock()
-	if err := l.open(); err != nil {
-		l.mu.Unlock()
-		t.Fatalf("testbed: lock file: %v", err)
-	}
-	if l.excl == t {
-		l.mu.Unlock()
-		return
-	}
-	// Upgrade: give up this test's own shared use first, or it would wait for itself.
-	if l.shared[t] {
-		delete(l.shared, t)
-		if len(l.shared) == 0 {
-			_ = flock(l.use, syscall.LOCK_UN)
-		}
-	}
-	l.wantExcl++
-	l.mu.Unlock()
-
-	deadline := time.Now().Add(l.wait)
-	fail := func(what string) {
-		l.mu.Lock()
-		l.wantExcl--
-		l.mu.Unlock()
-		t.Fatalf("testbed: waited %v for exclusive use of %s: %s", l.wait, l.what, what)
-	}
-	for !l.exclMu.TryLock() {
-		if time.Now().After(deadline) {
-			fail("another test of this package holds it")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for flock(l.intent, syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		if time.Now().After(deadline) {
-			l.exclMu.Unlock()
-			fail("another package is stopping it")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for {
-		l.mu.Lock()
-		if len(l.shared) == 0 && flock(l.use, syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			l.excl = t
-			l.wantExcl--
-			l.mu.Unlock()
-			t.Cleanup(l.releaseExclusive)
-			return
-		}
-		l.mu.Unlock()
-		if time.Now().After(deadline) {
-			_ = flock(l.intent, syscall.LOCK_UN)
-			l.exclMu.Unlock()
-			fail("other tests still use it (a paused t.Parallel test of this package that called Second?)")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (l *useLock) releaseExclusive() {
-	l.mu.Lock()
-	l.excl = nil
-	_ = flock(l.use, syscall.LOCK_UN)
-	_ = flock(l.intent, syscall.LOCK_UN)
-	l.mu.Unlock()
-	l.exclMu.Unlock()
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -79,60 +78,71 @@ func TestRepoRoot(t *testing.T) {
 	}
 }
 
-// TestUseLock checks the shared/exclusive coordination without a broker. Two useLock
-// values on the same files behave like two processes, since flock locks belong to
-// open file descriptions.
-func TestUseLock(t *testing.T) {
+// TestProcessLock: two processLock values on the same file behave like two
+// processes (flock locks belong to open file descriptions): shared uses
+// coexist, exclusive use waits for them, and a wait gives up at its cap.
+func TestProcessLock(t *testing.T) {
 	dir := t.TempDir()
-	newLock := func() *useLock {
-		return &useLock{usePath: dir + "/use", intentPath: dir + "/intent", wait: 5 * time.Second}
+	newLock := func(wait time.Duration) *processLock {
+		return &processLock{name: "lock", what: "the brokers", dir: dir, wait: wait}
 	}
-	procA, procB := newLock(), newLock()
+	a, b := newLock(time.Minute), newLock(time.Minute)
+	a.hold(t, false)
+	a.hold(t, false) // once per process
+	b.hold(t, false)
+	if a.heldExclusive() || b.heldExclusive() {
+		t.Fatal("shared use reported as exclusive")
+	}
 
-	t.Run("upgrade own shared use", func(t *testing.T) {
-		procA.acquireShared(t)
-		procA.acquireShared(t) // idempotent per test
-		procA.acquireExclusive(t)
-		if procA.excl != t {
-			t.Fatal("exclusive use not recorded")
-		}
+	c := newLock(time.Minute)
+	granted := make(chan time.Time, 1)
+	go t.Run("exclusive", func(t *testing.T) {
+		c.hold(t, true)
+		granted <- time.Now()
 	})
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-granted:
+		t.Fatal("exclusive use granted while shared uses remain")
+	default:
+	}
+	released := time.Now()
+	for _, l := range []*processLock{a, b} {
+		_ = l.f.Close() // what the process's exit does
+	}
+	if g := <-granted; g.Before(released) || !c.heldExclusive() {
+		t.Fatal("exclusive use not granted after the shared uses ended")
+	}
 
-	t.Run("exclusive waits for other process", func(t *testing.T) {
-		released := make(chan time.Time, 1)
-		holding := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		// The holder runs as its own subtest so its cleanup releases the lock.
-		go t.Run("holder", func(t *testing.T) {
-			defer wg.Done()
-			procB.acquireShared(t)
-			close(holding)
-			time.Sleep(300 * time.Millisecond)
-			t.Cleanup(func() { released <- time.Now() })
-		})
-		<-holding
-		t.Run("stopper", func(t *testing.T) {
-			procA.acquireExclusive(t)
-			got := time.Now()
-			select {
-			case r := <-released:
-				if got.Before(r) {
-					t.Fatal("exclusive use granted before the other process released its shared use")
-				}
-			default:
-				t.Fatal("exclusive use granted while the other process held shared use")
-			}
-		})
-		wg.Wait()
-	})
+	d := newLock(500 * time.Millisecond)
+	var failed bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ft := &fatalRecorder{TB: t}
+		defer func() { failed = ft.failed; _ = recover() }()
+		d.hold(ft, false)
+	}()
+	<-done
+	if !failed {
+		t.Fatal("a wait beyond its cap did not fail")
+	}
 }
 
-// TestStopStartSecond exercises the recovery helpers; it costs one node boot.
-func TestStopStartSecond(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots the second node; skipped with -short")
-	}
+// fatalRecorder turns Fatalf into a recorded failure and a panic the caller
+// recovers, so a test can check that a helper gives up.
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fatalRecorder) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
+func (f *fatalRecorder) Helper()               {}
+func (f *fatalRecorder) Logf(string, ...any)   {}
+
+// TestFaultStopStartSecond exercises the recovery helpers; it costs one node boot.
+func TestFaultStopStartSecond(t *testing.T) {
+	RequireFaults(t)
 	b := Second(t)
 	StopSecond(t)
 	if err := b.ready(); err == nil {

@@ -1,0 +1,172 @@
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The lanes. A plain `go test ./...` starts nothing and touches no broker:
+// every test that needs one skips unless EnvBrokers is 1, and never runs
+// under -short. make test (and CI) prepares the brokers with
+// scripts/testbed.sh all and runs two passes:
+//
+//	RQE_TEST_BROKERS=1 go test -skip '^TestFault' ./...
+//	RQE_TEST_BROKERS=1 RQE_TEST_FAULTS=1 go test -p 1 -run '^TestFault' ./...
+//
+// Tests that stop, restart or freeze a shared broker are named TestFault*
+// and call RequireFaults: they run in the second pass, one package at a
+// time, so no other test's broker disappears under it.
+const (
+	EnvBrokers = "RQE_TEST_BROKERS"
+	EnvFaults  = "RQE_TEST_FAULTS"
+)
+
+// Enabled reports whether this run includes the broker tests.
+func Enabled() bool { return os.Getenv(EnvBrokers) == "1" && !testing.Short() }
+
+// Require skips t unless the broker lane is on. In the lane, a broker that
+// does not answer fails the test: nothing that needs a broker skips there.
+func Require(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs RabbitMQ; skipped with -short")
+	}
+	if os.Getenv(EnvBrokers) != "1" {
+		t.Skipf("needs RabbitMQ: run scripts/testbed.sh all and set %s=1 (make test does both)", EnvBrokers)
+	}
+}
+
+// RequireFaults is Require for a test that stops, restarts or freezes a
+// shared broker (name it TestFault*). It runs only in the fault pass, and
+// holds the shared brokers exclusively for the test.
+func RequireFaults(t testing.TB) {
+	t.Helper()
+	Require(t)
+	if os.Getenv(EnvFaults) != "1" {
+		t.Skipf("stops shared brokers: runs in the fault pass (%s=1 go test -p 1 -run '^TestFault', as make test does)", EnvFaults)
+	}
+	// Fault tests of one package take turns even if one calls t.Parallel.
+	faultTurn.Lock()
+	t.Cleanup(faultTurn.Unlock)
+	brokersUse.hold(t, true)
+}
+
+var faultTurn sync.Mutex
+
+// inFaultPass is checked by the helpers that stop brokers.
+func inFaultPass(t testing.TB, helper string) {
+	t.Helper()
+	if os.Getenv(EnvFaults) != "1" || !brokersUse.heldExclusive() {
+		t.Fatalf("testbed: %s stops a shared broker: call it from a TestFault* test after RequireFaults", helper)
+	}
+}
+
+// brokersUse keeps the passes of concurrent test runs on this machine (two
+// checkouts, a developer beside CI) apart: a process of the first pass that
+// uses the second node or the cluster holds a shared flock until it exits;
+// a process of the fault pass holds it exclusively. flock is released by
+// the kernel when the process ends, so a crashed test leaves no lock.
+var brokersUse = &processLock{name: "rabbitmq-exporter-testbed.lock", what: "the second node and the test cluster", wait: 20 * time.Minute}
+
+type processLock struct {
+	name, what string
+	dir        string // default: /run/lock, else the temporary directory
+	wait       time.Duration
+
+	mu        sync.Mutex
+	f         *os.File
+	exclusive bool
+}
+
+func (l *processLock) path() string {
+	dir := l.dir
+	if dir == "" {
+		dir = os.TempDir()
+		if st, err := os.Stat("/run/lock"); err == nil && st.IsDir() && syscall.Access("/run/lock", 2) == nil {
+			dir = "/run/lock"
+		}
+	}
+	return filepath.Join(dir, l.name)
+}
+
+// hold takes the lock for this process, shared or exclusive, once; later
+// calls return at once. While another run holds it the wait is logged
+// every 30 s, naming what it waits for.
+func (l *processLock) hold(t testing.TB, exclusive bool) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		if exclusive && !l.exclusive {
+			t.Fatalf("testbed: a test of this process already uses %s shared; fault tests run in their own pass", l.what)
+		}
+		return
+	}
+	// Read-only suffices for flock and works on a file another user created.
+	f, err := os.OpenFile(l.path(), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("testbed: lock file: %v", err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	start := time.Now()
+	nextLog := start.Add(30 * time.Second)
+	for syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB) != nil {
+		if time.Since(start) > l.wait {
+			_ = f.Close()
+			t.Fatalf("testbed: waited %v for %s: another test run on this machine holds %s", l.wait, lockKind(exclusive), l.path())
+		}
+		if time.Now().After(nextLog) {
+			t.Logf("testbed: waiting %v so far for %s of %s: another test run on this machine holds %s", time.Since(start).Round(time.Second), lockKind(exclusive), l.what, l.path())
+			nextLog = nextLog.Add(30 * time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l.f, l.exclusive = f, exclusive
+}
+
+func (l *processLock) heldExclusive() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f != nil && l.exclusive
+}
+
+func lockKind(exclusive bool) string {
+	if exclusive {
+		return "exclusive use"
+	}
+	return "shared use"
+}
+
+// useShared records that this process uses the brokers fault tests stop;
+// in the fault pass the process already holds them exclusively.
+func useShared(t testing.TB) {
+	t.Helper()
+	if os.Getenv(EnvFaults) == "1" {
+		return
+	}
+	brokersUse.hold(t, false)
+}
+
+// waitReady polls ready until it succeeds, for at most limit, and fails the
+// test naming what it waited for and the last error.
+func waitReady(t testing.TB, what string, ready func() error, limit time.Duration) {
+	t.Helper()
+	if err := waitFor(ready, limit); err != nil {
+		t.Fatalf("testbed: %s not ready within %v: %v (start the test brokers with scripts/testbed.sh all)", what, limit, err)
+	}
+}
+
+// readyLimit caps the wait for a broker the lane expects up: generous, since
+// a broker on a busy machine answers slowly, and polled, so a ready broker
+// costs nothing.
+const readyLimit = 2 * time.Minute
+
+func describe(what, url string) string { return fmt.Sprintf("%s broker %s", what, url) }
