@@ -33,7 +33,8 @@ type EnvFlags struct {
 }
 
 // envSettings maps a module field to its flag and environment variable, to
-// name them in errors.
+// name them in errors. The flags are declared in cmd/rabbitmq_queue_exporter,
+// whose tests check that every entry here is a declared flag.
 var envSettings = map[string][2]string{
 	"username":                        {"--rabbitmq.user", "RABBITMQ_USER"},
 	"username_file":                   {"--rabbitmq.user-file", "RABBITMQ_USER_FILE"},
@@ -66,12 +67,6 @@ func EnvSetting(field string) string {
 		return s[0] + " / " + s[1]
 	}
 	return "--rabbitmq." + field
-}
-
-// EnvNames returns the flag (without dashes) and environment variable of a field.
-func EnvNames(field string) (flag, env string) {
-	s := envSettings[field]
-	return strings.TrimPrefix(s[0], "--"), s[1]
 }
 
 // TLSVersion is a TLS version as prometheus/common names them (TLS12, TLS13…).
