@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite runs besides the brokers (testbed.sh does
-# those): promtool (Debian package prometheus), headless Chromium and shellcheck. Idempotent;
-# does nothing when they are present.
+# those): promtool (Debian package prometheus), headless Chromium, shellcheck, and
+# podman with runc and busybox-static for the container image test (runc: crun
+# fails on this kind of sandbox; busybox-static: scripts/image.sh makes a stand-in
+# base image from it where quay.io cannot be reached). Idempotent; does nothing
+# when they are present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -9,8 +12,12 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+# Debian's plain busybox package also ships /bin/busybox, but linked dynamically.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "test-deps: promtool, chromium, chromedriver, openssl and shellcheck present"
+  echo "test-deps: promtool, chromium, chromedriver, openssl, shellcheck, podman, runc and busybox present"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
