@@ -3,12 +3,17 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-unit lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
+.PHONY: all build image run test test-unit lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
 
 all: lint build test
 
 build:
 	GOOS=$(shell $(GO) env GOOS) GOARCH=$(shell $(GO) env GOARCH) ./scripts/build.sh
+
+# Container image rabbitmq-queue-exporter:<VERSION> and :latest from Dockerfile,
+# with docker, else podman (scripts/image.sh says how it picks and configures them).
+image:
+	./scripts/image.sh
 
 check-dockerfile:
 	./scripts/check-dockerfile.sh
