@@ -12,7 +12,7 @@
 # RQE_PODMAN_DIR, default /var/tmp/rabbitmq-queue-exporter-podman-<uid>): the
 # settings that work in sandboxes where crun fails on cgroups and rlimits, kept out
 # of the machine's own podman configuration and image store. Set CONTAINERS_CONF
-# and CONTAINERS_STORAGE_CONF yourself to use your podman setup instead.
+# or CONTAINERS_STORAGE_CONF yourself to use your own podman setup instead.
 #
 # Base image: the Dockerfile's (quay.io/prometheus/busybox-linux-amd64:latest), pulled
 # when absent. Where it cannot be pulled (no registry access), a stand-in of the same
