@@ -53,11 +53,13 @@ podman_setup() {
   uid="$(id -u)"
   dir="${RQE_PODMAN_DIR:-/var/tmp/rabbitmq-queue-exporter-podman-${uid}}"
   # Run state and sockets want a short path (unix socket paths are limited to
-  # 108 bytes) that does not outlive a reboot.
+  # 108 bytes) that does not outlive a reboot, one per store.
+  local key
+  key="$(printf '%s' "${dir}" | cksum | cut -d' ' -f1)"
   if [[ "${uid}" == 0 ]]; then
-    run="/run/rqe-podman"
+    run="/run/rqe-podman/${key}"
   else
-    run="${XDG_RUNTIME_DIR:-/tmp}/rqe-podman-${uid}"
+    run="${XDG_RUNTIME_DIR:-/tmp}/rqe-podman-${uid}/${key}"
   fi
   mkdir -p "${dir}"
   local runtime=""
