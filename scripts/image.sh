@@ -21,8 +21,9 @@
 # the label io.rabbitmq-queue-exporter.stand-in, which the built image inherits.
 # The next build that can pull replaces it with the real one.
 #
-# Idempotent: a second run rebuilds the binary and the image (cached layers), and
-# reuses the base image.
+# Idempotent: the binary takes the commit's date as build date, so a second run
+# of the same sources builds the same binary and reuses the cached image layer
+# and the base image; the previous build's image, untagged, is removed.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -210,6 +211,6 @@ case "${1:-build}" in
     pick_engine
     exec "${engine}" "$@"
     ;;
-  -h | --help) sed -n '2,8p' "$0" ;;
+  -h | --help) sed -n '2,7p' "$0" ;;
   *) die "unknown command '$1' (build, engine)" ;;
 esac
