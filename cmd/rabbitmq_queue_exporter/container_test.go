@@ -33,16 +33,6 @@ const (
 	primaryNodeName = "rabbit@localhost"
 )
 
-// containerBrokerLane skips the test unless the broker lane is on: plain and
-// -short runs start nothing. When it is on, a missing engine or a failed
-// build fails the test.
-func containerBrokerLane(t *testing.T) {
-	t.Helper()
-	if testing.Short() || os.Getenv("RQE_TEST_BROKERS") != "1" {
-		t.Skip("builds and runs the container image against the test broker: set RQE_TEST_BROKERS=1 (without -short)")
-	}
-}
-
 // ctrQueueCounts are messages, ready and unacknowledged.
 type ctrQueueCounts [3]int64
 
@@ -51,7 +41,7 @@ type ctrQueueCounts [3]int64
 // broker: exact counts through /probe compared with rabbitmqctl, health,
 // non-root, read-only, SIGTERM, size and version.
 func TestContainerImage(t *testing.T) {
-	containerBrokerLane(t)
+	testbed.Require(t)
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
