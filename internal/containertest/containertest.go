@@ -91,13 +91,9 @@ type Spec struct {
 func (s Spec) Clone() Spec {
 	c := s
 	c.Env = make(map[string]string, len(s.Env))
-	for k, v := range s.Env {
-		c.Env[k] = v
-	}
+	maps.Copy(c.Env, s.Env)
 	c.Mounts = make(map[string]string, len(s.Mounts))
-	for k, v := range s.Mounts {
-		c.Mounts[k] = v
-	}
+	maps.Copy(c.Mounts, s.Mounts)
 	c.Args = append([]string(nil), s.Args...)
 	c.Ports = append([]string(nil), s.Ports...)
 	return c

@@ -3,6 +3,7 @@ package containertest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -29,7 +30,7 @@ func ReadmeRun(readme string) (Spec, error) {
 	}
 	var runs []string
 	for _, block := range fencedBlocks(sec, "sh") {
-		for _, line := range strings.Split(strings.ReplaceAll(block, "\\\n", " "), "\n") {
+		for line := range strings.SplitSeq(strings.ReplaceAll(block, "\\\n", " "), "\n") {
 			if line = strings.TrimSpace(line); strings.HasPrefix(line, "docker run ") {
 				runs = append(runs, line)
 			}
@@ -40,7 +41,7 @@ func ReadmeRun(readme string) (Spec, error) {
 	}
 	words, err := ShellWords(runs[0])
 	if err != nil {
-		return Spec{}, fmt.Errorf("README.md: %v: %s", err, runs[0])
+		return Spec{}, fmt.Errorf("README.md: %w: %s", err, runs[0])
 	}
 	return parseRun(words[2:])
 }
@@ -162,7 +163,7 @@ func ParseCompose(data []byte) (Compose, error) {
 	for name, node := range doc.Services {
 		var s ComposeService
 		if err := node.Decode(&s); err != nil {
-			return Compose{}, fmt.Errorf("service %s: %v", name, err)
+			return Compose{}, fmt.Errorf("service %s: %w", name, err)
 		}
 		services[name] = s
 		if strings.HasPrefix(s.Image, ImageName+":") || s.Image == ImageName {
@@ -188,9 +189,7 @@ func ParseCompose(data []byte) (Compose, error) {
 	c.ExporterService = e
 	c.Exporter = Spec{ReadOnly: e.ReadOnly, Env: map[string]string{}, Mounts: map[string]string{},
 		Args: e.Command, Image: e.Image, Ports: e.Ports}
-	for k, v := range e.Environment {
-		c.Exporter.Env[k] = v
-	}
+	maps.Copy(c.Exporter.Env, e.Environment)
 	// Compose mounts a secret read-only at /run/secrets/<name>.
 	for _, name := range e.Secrets {
 		file, ok := c.Secrets[name]

@@ -97,13 +97,13 @@ func TestRoundTripIsExact(t *testing.T) {
 func TestOutputIsAsSmallAsOneCompressor(t *testing.T) {
 	in := sample(6*SegmentSize, 7)
 	var par bytes.Buffer
-	w := testPool.NewWriter(&par)
-	w.Write(in)
-	w.Close()
+	writeAll(t, testPool.NewWriter(&par), in)
 	var one bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&one, gzip.BestSpeed)
-	zw.Write(in)
-	zw.Close()
+	zw, err := gzip.NewWriterLevel(&one, gzip.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, zw, in)
 	// Independent segments lose the matches across segment borders; stdlib
 	// BestSpeed is the reference a scraper would otherwise get.
 	if float64(par.Len()) > 1.05*float64(one.Len()) {
@@ -169,15 +169,16 @@ func TestSmallStreamFailsAtClose(t *testing.T) {
 func TestConcurrentStreams(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			in := sample(SegmentSize*5/2+i, uint64(i))
 			var out bytes.Buffer
 			w := testPool.NewWriter(&out)
 			for p := in; len(p) > 0; {
 				k := min(len(p), 300_000)
-				w.Write(p[:k])
+				if _, err := w.Write(p[:k]); err != nil {
+					t.Error(err)
+					return
+				}
 				p = p[k:]
 			}
 			if err := w.Close(); err != nil {
@@ -193,16 +194,14 @@ func TestConcurrentStreams(t *testing.T) {
 			if err != nil || !bytes.Equal(got, in) {
 				t.Errorf("stream %d: %v, %d bytes back of %d", i, err, len(got), len(in))
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
 
 func TestHeaderIsPlainGzip(t *testing.T) {
 	var out bytes.Buffer
-	w := testPool.NewWriter(&out)
-	w.Write([]byte(strings.Repeat("a", 10)))
-	w.Close()
+	writeAll(t, testPool.NewWriter(&out), []byte(strings.Repeat("a", 10)))
 	zr, err := gzip.NewReader(&out)
 	if err != nil {
 		t.Fatal(err)
@@ -214,3 +213,14 @@ func TestHeaderIsPlainGzip(t *testing.T) {
 
 // testPool serves the tests' streams, as one Pool serves a process.
 var testPool = NewPool()
+
+// writeAll writes p in one call and closes w, failing the test on an error.
+func writeAll(t *testing.T, w io.WriteCloser, p []byte) {
+	t.Helper()
+	if _, err := w.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

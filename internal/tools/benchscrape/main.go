@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -98,7 +99,7 @@ func waitAll(urls []string, timeout time.Duration) error {
 		for {
 			resp, err := client.Get(u)
 			if err == nil {
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body) // drained for reuse; readiness is all that matters
 				resp.Body.Close()
 				break
 			}
@@ -353,7 +354,7 @@ func saveFormats(scrape fetch, dir string, queues int) error {
 		return fmt.Errorf("OpenMetrics Content-Type %q", ct)
 	}
 	if n, err := countEOF(base + ".openmetrics"); err != nil || n != 1 || !bytes.HasSuffix(omRes.tail, []byte("\n# EOF\n")) {
-		return fmt.Errorf("OpenMetrics answer must end with its only # EOF line (%d found, %v)", n, err)
+		return fmt.Errorf("OpenMetrics answer must end with its only # EOF line (%d found, %w)", n, err)
 	}
 	return nil
 }
@@ -421,19 +422,26 @@ func countEOF(path string) (int, error) {
 // blobServer serves a pre-rendered byte slice: the cheapest possible way to
 // deliver an answer of that size. No Content-Length, so it is sent chunked
 // like the exporter's streamed answer. encoding is its Content-Encoding.
+// serve runs srv until it is closed; any other end is reported.
+func serve(srv *http.Server, ln net.Listener) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, "benchscrape: server stopped:", err)
+	}
+}
+
 func blobServer(blob []byte, encoding string) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		if encoding != "" {
 			w.Header().Set("Content-Encoding", encoding)
 		}
 		w.Write(blob)
 	})}
-	go srv.Serve(ln)
+	go serve(srv, ln)
 	return "http://" + ln.Addr().String() + "/blob", func() { srv.Close() }, nil
 }
 
@@ -454,7 +462,7 @@ func runFake(args []string) error {
 		save        = fs.String("save", "", "directory to save both formats of one answer in (for promtool)")
 		out         = fs.String("out", "", "results file (JSON lines)")
 	)
-	fs.Parse(args)
+	_ = fs.Parse(args) // ExitOnError: a bad flag exits
 	if *exporter == "" || *broker == "" || *pid == 0 || *out == "" {
 		return errors.New("fake needs -exporter, -broker, -pid and -out")
 	}
@@ -618,7 +626,7 @@ func concurrentScrapes(scrape fetch, broker string, n int, latency time.Duration
 		if err != nil {
 			return err
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body) // drained for reuse; the status says it all
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("setting broker latency: status %d", resp.StatusCode)
@@ -632,7 +640,11 @@ func concurrentScrapes(scrape fetch, broker string, n int, latency time.Duration
 	if err := setLatency(latency); err != nil {
 		return 0, err
 	}
-	defer setLatency(0)
+	defer func() {
+		if err := setLatency(0); err != nil {
+			fmt.Fprintln(os.Stderr, "benchscrape: resetting the broker latency:", err)
+		}
+	}()
 	if err := simultaneous(scrape, n, queues); err != nil {
 		return 0, err
 	}
@@ -750,7 +762,7 @@ func runReal(args []string) error {
 		brokerPID      = fs.Int("broker-pid", 0, "the broker's beam process id, for its CPU per call (0: no CPU table)")
 		cpuWindow      = fs.Duration("cpu-window", 10*time.Second, "how long each request kind is repeated for the broker-CPU table")
 	)
-	fs.Parse(args)
+	_ = fs.Parse(args) // ExitOnError: a bad flag exits
 	if *exporter == "" || *pid == 0 || *out == "" {
 		return errors.New("real needs -exporter, -pid and -out")
 	}
@@ -832,9 +844,7 @@ func runReal(args []string) error {
 		if err != nil {
 			return err
 		}
-		for k, v := range ps.samples {
-			r.Samples[k] = v
-		}
+		maps.Copy(r.Samples, ps.samples)
 		r.PluginScrapeS, r.PluginRawS = median(ps.samples["plugin_scrape"]), median(ps.samples["plugin_raw"])
 		r.PluginRespBytes, r.PluginBytes = ps.bytes["plugin_scrape"], ps.bytes["plugin_raw"]
 	}

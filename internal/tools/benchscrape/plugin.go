@@ -35,7 +35,7 @@ func runPluginFake(args []string) error {
 		cpuScrapes  = fs.Int("cpu-scrapes", 20, "back-to-back scrapes to measure the exporter's CPU per scrape over")
 		out         = fs.String("out", "", "results file (JSON lines)")
 	)
-	fs.Parse(args)
+	_ = fs.Parse(args) // ExitOnError: a bad flag exits
 	if *exporter == "" || *plugin == "" || *pid == 0 || *out == "" {
 		return errors.New("plugin-fake needs -exporter, -plugin, -pid and -out")
 	}

@@ -66,11 +66,12 @@ func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password 
 
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"requests": h.Requests(), "queues": o.Queues, "body_bytes": len(h.Body()), "latency": h.Latency().String(),
-		})
+		stats := map[string]any{"requests": h.Requests(), "queues": o.Queues, "body_bytes": len(h.Body()), "latency": h.Latency().String()}
+		if err := json.NewEncoder(w).Encode(stats); err != nil {
+			fmt.Fprintln(os.Stderr, "fakebroker: writing stats:", err)
+		}
 	})
 	mux.HandleFunc("POST /-/latency", func(w http.ResponseWriter, r *http.Request) {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
@@ -105,7 +106,9 @@ func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password 
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, s := range servers {
-			s.Shutdown(shutdown)
+			if err := s.Shutdown(shutdown); err != nil {
+				fmt.Fprintln(os.Stderr, "fakebroker: shutdown:", err)
+			}
 		}
 	}()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -122,12 +125,16 @@ func servePlugin(listen string, body []byte, style fakeapi.PluginStyle) (*http.S
 	}
 	fmt.Printf("plugin listening on %s (%d body bytes, style %s)\n", ln.Addr(), len(body), style)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics/detailed", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /metrics/detailed", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "fakebroker: plugin server stopped:", err)
+		}
+	}()
 	return srv, nil
 }

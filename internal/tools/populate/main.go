@@ -51,14 +51,14 @@ func run(amqpURL, mgmtURL, user, password, vhost, prefix string, queues, message
 	}
 	start := time.Now()
 	published := 0
-	for i := 0; i < queues; i++ {
+	for i := range queues {
 		name := fmt.Sprintf("%s%06d", prefix, i)
 		q, err := ch.QueueDeclare(name, true, false, false, false, nil)
 		if err != nil {
 			return fmt.Errorf("declare %s: %w", name, err)
 		}
 		if q.Messages == 0 {
-			for m := 0; m < messages; m++ {
+			for range messages {
 				if err := ch.Publish("", name, false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
 					return err
 				}

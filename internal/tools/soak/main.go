@@ -137,18 +137,18 @@ func startBrokers(c config) ([]*fakeBroker, error) {
 		case healthy:
 			b.queues = c.queues + i
 			body := listing(b.queues)
-			h = func(w http.ResponseWriter, r *http.Request) {
+			h = func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				w.Write(body)
 			}
 		case status5:
-			h = func(w http.ResponseWriter, r *http.Request) {
+			h = func(w http.ResponseWriter, _ *http.Request) {
 				http.Error(w, `{"error":"Internal Server Error","reason":"soak"}`, http.StatusInternalServerError)
 			}
 		case slow:
 			// Never answers in time: the exporter must give up at its deadline and
 			// hang up, which ends this handler too.
-			h = func(w http.ResponseWriter, r *http.Request) {
+			h = func(_ http.ResponseWriter, r *http.Request) {
 				select {
 				case <-r.Context().Done():
 				case <-time.After(10 * c.scrapeTimeout):
@@ -156,7 +156,11 @@ func startBrokers(c config) ([]*fakeBroker, error) {
 			}
 		}
 		b.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		go b.srv.Serve(l)
+		go func(srv *http.Server) {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				fmt.Fprintln(os.Stderr, "soak: fake broker stopped:", err)
+			}
+		}(b.srv)
 		brokers = append(brokers, b)
 	}
 	return brokers, nil
@@ -313,7 +317,7 @@ func waitHealthy(client *http.Client, u string, timeout time.Duration) error {
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("exporter not healthy at %s: %v", u, err)
+			return fmt.Errorf("exporter not healthy at %s: %w", u, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -362,12 +366,10 @@ func drive(c config, client *http.Client, base string, brokers []*fakeBroker, d 
 			continue
 		}
 		inFlight.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer inFlight.Add(-1)
 			add(probe(c, client, base, b))
-		}()
+		})
 	}
 	wg.Wait()
 	return summarize(results)
@@ -485,7 +487,7 @@ func exporterStats(base string) (processStats, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return processStats{}, fmt.Errorf("/metrics: %v", err)
+		return processStats{}, fmt.Errorf("/metrics: %w", err)
 	}
 	var s processStats
 	for name, dst := range map[string]*float64{"go_goroutines": &s.Goroutines, "process_resident_memory_bytes": &s.RSSBytes} {
