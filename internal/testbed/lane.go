@@ -70,8 +70,9 @@ func inFaultPass(t testing.TB, helper string) {
 // checkouts, a developer beside CI) apart: a process of the first pass that
 // uses the second node or the cluster holds a shared flock until it exits;
 // a process of the fault pass holds it exclusively. flock is released by
-// the kernel when the process ends, so a crashed test leaves no lock.
-var brokersUse = &processLock{name: "rabbitmq-exporter-testbed.lock", what: "the second node and the test cluster", wait: 20 * time.Minute}
+// the kernel when the process ends, so a crashed test leaves no lock. (It is
+// not scripts/testbed.sh's lock, which serializes the script's own commands.)
+var brokersUse = &processLock{name: "rabbitmq-exporter-testbed-users.lock", what: "the second node and the test cluster", wait: 20 * time.Minute}
 
 type processLock struct {
 	name, what string
