@@ -76,8 +76,15 @@
 //     containing `"} ` is harmless. X must contain `",queue="` exactly once
 //     in raw mode (else the vhost/name split is ambiguous and refused); in
 //     escaped mode it must unescape cleanly.
-//  4. A queue listed twice in one family is refused (unless its name has
-//     invalid UTF-8, where two real queues can become one series).
+//  4. A label set listed twice in one family is refused, in every mode and
+//     whether or not the duplicate is in every family: the parser compares
+//     the label texts of each block itself (rows.go) rather than relying on
+//     the sink, which matches later families' rows by position and so sees
+//     nothing wrong when every family repeats the row. A real plugin never
+//     lists a text twice (one row per queue, and one text is one vhost and
+//     name), so this holds before any filter. Names that differ only in
+//     invalid UTF-8 are different texts: accepted, and the sink makes them
+//     one series.
 //
 // Why (1) and (2) catch every line a raw name can forge: let a row's labels
 // contain a line feed, and let T be the text from the first line feed in

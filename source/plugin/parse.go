@@ -126,6 +126,7 @@ type Result struct {
 func Parse(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits) (Result, error) {
 	p := newParser(dst, keep, lim)
 	defer p.release()
+	defer p.blockRows.release()
 	if err := p.run(r); err != nil {
 		return p.res, err
 	}
@@ -194,7 +195,9 @@ type parser struct {
 
 	pos  int // of the sample being read within its family
 	memo keepMemo
-	seed maphash.Seed // for family.rows
+	seed maphash.Seed // for family.rows and blockRows
+
+	blockRows rowSet // each block's label texts (rule 4)
 }
 
 type heldSample struct {
@@ -467,7 +470,9 @@ func (p *parser) sample(l []byte) error {
 		return p.ambiguous("a sample of %s whose value is not a count: %s", f.name, clip(l))
 	}
 	labels := l[len(labelsOpen) : sp-2]
-	f.rows += maphash.Bytes(p.seed, labels)
+	h := maphash.Bytes(p.seed, labels)
+	f.rows += h
+	p.blockRows.add(f.field, h)
 	// Fast path: one double quote (the separator's first) before the name,
 	// none after it, no backslash: both modes read it the same.
 	if q := bytes.IndexByte(labels, '"'); q >= 0 && bytes.HasPrefix(labels[q:], []byte(labelsMid)) {
@@ -578,6 +583,9 @@ func (p *parser) finish() error {
 			return p.malformed("family %s is missing (not an answer to /metrics/detailed?family=queue_coarse_metrics?)", f.name)
 		}
 		p.res.Queues = max(p.res.Queues, f.lines)
+	}
+	if err := p.checkRepeats(); err != nil {
+		return err
 	}
 	mode := modeOf(p.res.PluginVersion, p.res.RabbitMQVersion)
 	p.res.Mode = mode
