@@ -61,7 +61,8 @@ type fakeCluster struct {
 	members         []*fakeMember
 	nodesRequests   atomic.Int32
 	queuesRequests  atomic.Int32
-	managementQueue string // /api/queues body
+	managementQueue string          // /api/queues body
+	hideVhosts      map[string]bool // left out of /api/vhosts
 }
 
 func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
@@ -101,7 +102,7 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 			var vhosts []map[string]string
 			for _, m := range c.members {
 				for _, q := range m.queues {
-					if !seen[q.Vhost] {
+					if !seen[q.Vhost] && !c.hideVhosts[q.Vhost] {
 						seen[q.Vhost] = true
 						vhosts = append(vhosts, map[string]string{"name": q.Vhost})
 					}

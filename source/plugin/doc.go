@@ -108,6 +108,13 @@
 // row, and rule (3) reads it one way. FuzzParse checks all this against a
 // brute-force enumeration of the raw renderings of small answers.
 //
+// Filters come before budgets. Rules 1 and 2 hold for every line whatever
+// the filters, as the argument above needs; but a label that reads several
+// ways (rule 3) or waits for the mode (below) is judged only if the
+// module's filters keep one of its readings. Otherwise it is dropped
+// unread, costs no held bytes and refuses nothing, so a tenant who can
+// declare queues cannot make scrapes filtered to other vhosts fall back.
+//
 // The mode comes from rabbitmq_build_info, which arrives after the queue
 // families. Labels without backslash and without a double quote other than
 // the separator's read the same in both modes and go straight to the sink.

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 )
@@ -53,4 +54,32 @@ func (p *parser) kept(field, pos int, vhost, name []byte) bool {
 	}
 	m.entries[pos] = memoEntry{hash: h, keep: k}
 	return k
+}
+
+// anySplitKept tells whether keep accepts any of the vhost/queue splits of
+// an unescaped label: a label that reads several ways, or waits for the
+// mode, matters to this scrape only if one of its readings is kept. What a
+// tenant's queue names cost (held bytes, splits that read two ways) then
+// counts only for scrapes whose filters may include them.
+func (p *parser) anySplitKept(labels []byte) bool {
+	if p.keep == nil {
+		return true
+	}
+	for j := 0; j < len(labels); j++ {
+		k := bytes.Index(labels[j:], []byte(labelsMid))
+		if k < 0 {
+			break
+		}
+		j += k
+		if p.keep(labels[:j], labels[j+len(labelsMid):]) {
+			return true
+		}
+	}
+	return false
+}
+
+// drop counts a sample whose every reading the filters reject.
+func (p *parser) drop() error {
+	p.res.Rejected++
+	return nil
 }

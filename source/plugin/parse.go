@@ -493,6 +493,9 @@ func (p *parser) slowSample(labels []byte, f *family, v int64) error {
 	switch mode {
 	case ModeRaw:
 		vh, name, n := p.splitRaw(labels)
+		if n > 1 && !p.anySplitKept(labels) {
+			return p.drop()
+		}
 		if n != 1 {
 			return p.ambiguousSplit(labels, n)
 		}
@@ -504,7 +507,7 @@ func (p *parser) slowSample(labels []byte, f *family, v int64) error {
 		}
 		return p.emit(vh, name, f.field, v)
 	}
-	_, _, ok := p.unescape(labels)
+	evh, ename, ok := p.unescape(labels)
 	vh, name, n := p.splitRaw(labels)
 	switch {
 	case !ok && n == 1:
@@ -515,8 +518,12 @@ func (p *parser) slowSample(labels []byte, f *family, v int64) error {
 		return p.emit(vh, name, f.field, v)
 	case !ok && n == 0:
 		return p.ambiguous("a sample of %s without a queue label: %s", f.name, clip(labels))
+	case !ok && !p.anySplitKept(labels):
+		return p.drop()
 	case !ok:
 		return p.ambiguousSplit(labels, n)
+	case p.keep != nil && !p.keep(evh, ename) && !p.anySplitKept(labels):
+		return p.drop() // kept under no reading: not worth holding
 	}
 	return p.hold(labels, f.field, v)
 }
