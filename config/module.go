@@ -252,7 +252,7 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 	if err := c.ProxyConfig.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", setting("proxy_url"), err)
 	}
-	if m.HTTP, err = brokerhttp.NewClient(brokerhttp.ClientConfig{TLS: c.TLSConfig, Proxy: c.ProxyConfig, UserAgent: opts.UserAgent}); err != nil {
+	if m.HTTP, err = brokerhttp.NewClient(brokerhttp.ClientConfig{TLS: c.TLSConfig, Proxy: c.ProxyConfig, UserAgent: opts.UserAgent, ReadFile: ReadTLSFile}); err != nil {
 		return nil, fmt.Errorf("%s: %v", setting("tls_config"), err)
 	}
 	return m, nil

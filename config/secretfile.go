@@ -15,6 +15,13 @@ const MaxSecretFileBytes = 64 << 10
 // MaxConfigFileBytes bounds --config.file and the TLS files a module names.
 const MaxConfigFileBytes = 16 << 20
 
+// ReadTLSFile reads a CA, certificate or key file a module names: a regular
+// file of at most MaxConfigFileBytes. The broker clients read their TLS
+// files through it whenever a connection needs them (brokerhttp.ClientConfig),
+// so a file replaced after start-up (by a FIFO, a device or a huge file)
+// fails the probes that need it with the reason, as it would fail a reload.
+func ReadTLSFile(path string) ([]byte, error) { return readBounded(path, MaxConfigFileBytes) }
+
 // ReadSecretFile reads a Docker/Kubernetes style secret file: one value, with
 // the trailing newline editors and `echo` add removed. setting names the
 // option in errors.
@@ -51,6 +58,9 @@ func readBounded(path string, max int64) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%q is not a regular file", path)
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("file %q is larger than %d bytes", path, max)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {

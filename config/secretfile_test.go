@@ -107,3 +107,35 @@ auth_modules:
 	}
 	_ = os.Remove
 }
+
+// TestReadTLSFile: the reader the broker clients use for their TLS files
+// at every read takes regular files up to 16 MiB, and refuses a larger one
+// by its size, without reading it.
+func TestReadTLSFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 40); err != nil { // sparse: reading it would take hours
+		t.Skipf("no sparse 1 TiB file here: %v", err)
+	}
+	f.Close()
+	pemFile := writeFile(t, dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n")
+	for _, tc := range []struct{ path, err string }{
+		{pemFile, ""},
+		{huge, "larger than 16777216 bytes"},
+		{fifo, "is not a regular file"},
+		{"/dev/zero", "is not a regular file"},
+	} {
+		b, err := ReadTLSFile(tc.path)
+		if tc.err == "" && (err != nil || len(b) == 0) || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: %d bytes, %v; want error %q", tc.path, len(b), err, tc.err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package brokerhttp
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,6 +32,12 @@ type ClientConfig struct {
 	TLS       commoncfg.TLSConfig
 	Proxy     commoncfg.ProxyConfig
 	UserAgent string
+	// ReadFile reads the CA, certificate and key files TLS names: once
+	// here, then for every request and TLS handshake that needs them, so a
+	// rotated file is used without a reload. Required when TLS names files:
+	// the caller's reader bounds what one read may cost (prometheus/common's
+	// own reads any file whole, and blocks on a FIFO).
+	ReadFile func(path string) ([]byte, error)
 }
 
 // NewClient builds a module's client with prometheus/common's TLS and
@@ -41,7 +48,11 @@ type ClientConfig struct {
 // and redirects only to the same origin. Credentials are added per request by
 // the management client, never by the transport, so plugin requests carry none.
 func NewClient(c ClientConfig) (*http.Client, error) {
-	tlsConfig, err := commoncfg.NewTLSConfig(&c.TLS)
+	tlsFiles, opts, err := tlsFileRefs(c)
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := commoncfg.NewTLSConfig(&tlsFiles, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +78,9 @@ func NewClient(c ClientConfig) (*http.Client, error) {
 		rt, err = newTransport(tlsConfig)
 	} else {
 		rt, err = commoncfg.NewTLSRoundTripper(tlsConfig, commoncfg.TLSRoundTripperSettings{
-			CA:   secretReader(t.CA, t.CAFile),
-			Cert: secretReader(t.Cert, t.CertFile),
-			Key:  secretReader(string(t.Key), t.KeyFile),
+			CA:   secretReader(t.CA, t.CAFile, c.ReadFile),
+			Cert: secretReader(t.Cert, t.CertFile, c.ReadFile),
+			Key:  secretReader(string(t.Key), t.KeyFile, c.ReadFile),
 		}, newTransport)
 	}
 	if err != nil {
@@ -81,15 +92,61 @@ func NewClient(c ClientConfig) (*http.Client, error) {
 	return &http.Client{Transport: approvedOnly{rt}, CheckRedirect: sameOrigin}, nil
 }
 
-func secretReader(inline, file string) commoncfg.SecretReader {
+func secretReader(inline, file string, read func(string) ([]byte, error)) commoncfg.SecretReader {
 	switch {
 	case file != "":
-		return commoncfg.NewFileSecret(file)
+		return fileSecret{path: file, read: read}
 	case inline != "":
 		return commoncfg.NewInlineSecret(inline)
 	}
 	return nil
 }
+
+// tlsFileRefs returns c.TLS with its files named as secret refs, and the
+// option that resolves them through c.ReadFile: prometheus/common reads
+// *_file settings itself (the CA when the client is built, certificate and
+// key at every handshake), refs through the secret manager it is given.
+func tlsFileRefs(c ClientConfig) (commoncfg.TLSConfig, []commoncfg.TLSConfigOption, error) {
+	t := c.TLS
+	if t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" {
+		return t, nil, nil
+	}
+	if c.ReadFile == nil {
+		return t, nil, errors.New("TLS files are named but no reader for them was given")
+	}
+	t.CARef, t.CAFile = t.CAFile, ""
+	t.CertRef, t.CertFile = t.CertFile, ""
+	t.KeyRef, t.KeyFile = t.KeyFile, ""
+	return t, []commoncfg.TLSConfigOption{commoncfg.WithSecretManager(fileSecrets{read: c.ReadFile})}, nil
+}
+
+// fileSecrets resolves the refs tlsFileRefs made: each is a file's path.
+type fileSecrets struct {
+	read func(path string) ([]byte, error)
+}
+
+func (f fileSecrets) Fetch(_ context.Context, path string) (string, error) {
+	b, err := f.read(path)
+	return string(b), err
+}
+
+// fileSecret is one TLS file as the TLS round tripper re-reads it for every
+// request, through the bounded reader.
+type fileSecret struct {
+	path string
+	read func(path string) ([]byte, error)
+}
+
+func (f fileSecret) Fetch(context.Context) (string, error) {
+	b, err := f.read(f.path)
+	return string(b), err
+}
+
+func (f fileSecret) Description() string { return "file " + f.path }
+
+// Immutable is false: the round tripper compares the file's content with
+// what it has, and rebuilds its transport when it changed.
+func (fileSecret) Immutable() bool { return false }
 
 // sameOrigin follows a redirect only to the same scheme, host and port: any
 // other would send the credentials somewhere the operator did not allow.

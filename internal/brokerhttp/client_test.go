@@ -20,6 +20,9 @@ import (
 func testClient(t *testing.T, c ClientConfig) *http.Client {
 	t.Helper()
 	c.UserAgent = "test-agent"
+	if c.ReadFile == nil {
+		c.ReadFile = os.ReadFile
+	}
 	client, err := NewClient(c)
 	if err != nil {
 		t.Fatal(err)
