@@ -47,6 +47,12 @@ type Handler struct {
 	// WriteTimeout bounds writing one answer, so a scraper that stops reading
 	// releases the memory its answer holds. 0: no limit.
 	WriteTimeout time.Duration
+	// Refused counts refused probes by reason (NewRefusedCounter); nil: not
+	// counted. Refusals are logged either way, rate-limited.
+	Refused *prometheus.CounterVec
+
+	refusalOnce sync.Once
+	refusalLog  *refusalLog
 
 	slotsOnce                sync.Once
 	probeSlots, metricsSlots chan struct{}
@@ -64,26 +70,36 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	setVary(w.Header())
 	params, status, err := probeQuery(r.URL.RawQuery)
 	if err != nil {
-		http.Error(w, err.Error(), status)
+		reason := reasonBadQuery
+		if status == http.StatusRequestURITooLong {
+			reason = reasonQueryTooLong
+		}
+		h.refuse(w, r, refusal{endpoint: "/probe", status: status, reason: reason, detail: err.Error()}, err.Error())
 		return
 	}
 	gen := h.Config.Acquire()
 	defer gen.Release()
 	target := gen.Target
+	moduleName := params.Get("auth_module")
 	if raw := params.Get("target"); raw != "" {
 		if target, err = brokerhttp.ParseTarget(raw); err != nil {
-			http.Error(w, "invalid target: "+err.Error(), http.StatusBadRequest)
+			h.refuse(w, r, refusal{endpoint: "/probe", status: http.StatusBadRequest, reason: reasonBadTarget, target: redactTarget(raw),
+				module: moduleLabel(moduleName), detail: targetError(raw, err)}, "invalid target: "+err.Error())
 			return
 		}
 	}
 	timeout, err := h.timeout(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		h.refuse(w, r, refusal{endpoint: "/probe", status: http.StatusBadRequest, reason: reasonBadTimeout, target: target.String(), module: moduleLabel(moduleName), detail: err.Error()}, err.Error())
 		return
 	}
-	module, status, err := moduleFor(gen, params.Get("auth_module"), target)
+	module, status, err := moduleFor(gen, moduleName, target)
 	if err != nil {
-		http.Error(w, err.Error(), status)
+		reason := reasonUnknownModule
+		if status == http.StatusForbidden {
+			reason = reasonNotAllowed
+		}
+		h.refuse(w, r, refusal{endpoint: "/probe", status: status, reason: reason, target: target.String(), module: moduleLabel(moduleName), detail: err.Error()}, err.Error())
 		return
 	}
 	if module.Timeout > 0 && module.Timeout < timeout {
@@ -92,7 +108,8 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	if !h.acquire(ctx, h.slots(true)) {
-		http.Error(w, fmt.Sprintf("too many concurrent probes (--web.max-requests=%d); none finished within the scrape timeout", h.MaxRequests), http.StatusServiceUnavailable)
+		msg := fmt.Sprintf("too many concurrent probes (--web.max-requests=%d); none finished within the scrape timeout", h.MaxRequests)
+		h.refuse(w, r, refusal{endpoint: "/probe", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: target.String(), module: moduleLabel(module.Name), detail: msg}, msg)
 		return
 	}
 	defer h.release(h.slots(true))
@@ -186,7 +203,7 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	timeout, err := h.timeout(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		h.refuse(w, r, refusal{endpoint: "/metrics", status: http.StatusBadRequest, reason: reasonBadTimeout, detail: err.Error()}, err.Error())
 		return
 	}
 	gen := h.Config.Acquire()
@@ -197,7 +214,8 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	if !h.acquire(ctx, h.slots(false)) {
-		http.Error(w, fmt.Sprintf("too many concurrent scrapes of /metrics (--web.max-requests=%d)", h.MaxRequests), http.StatusServiceUnavailable)
+		msg := fmt.Sprintf("too many concurrent scrapes of /metrics (--web.max-requests=%d)", h.MaxRequests)
+		h.refuse(w, r, refusal{endpoint: "/metrics", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: gen.Target.String(), detail: msg}, msg)
 		return
 	}
 	defer h.release(h.slots(false))

@@ -81,13 +81,17 @@ func startExporter(t *testing.T, env []string, args ...string) *exporterProc {
 	addr := freePort(t)
 	p := &exporterProc{addr: addr, scheme: "http", logs: &scrapetest.LockedBuffer{}, done: make(chan error, 1),
 		client: &http.Client{Timeout: 30 * time.Second}}
+	logLevel := []string{"--log.level=debug"} // unless args choose one
 	for _, a := range args {
 		if strings.HasPrefix(a, "--web.config.file=") {
 			p.scheme = "https"
 			p.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 		}
+		if strings.HasPrefix(a, "--log.level=") {
+			logLevel = nil
+		}
 	}
-	p.cmd = exec.Command(exporterBinary, append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)...)
+	p.cmd = exec.Command(exporterBinary, append(append([]string{"--web.listen-address=" + addr}, logLevel...), args...)...)
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs

@@ -141,6 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MetricsQueues:  s.metricsQueues,
 		MaxRequests:    s.maxRequests,
 		WriteTimeout:   s.writeTimeout,
+		Refused:        web.NewRefusedCounter(exporterRegistry),
 	}
 
 	mux, err := newMux(handler, safeConfig, gen.Target)
