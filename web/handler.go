@@ -41,8 +41,10 @@ type Handler struct {
 	MaxTimeout     time.Duration // cap on any probe's timeout, whatever the header says (0: none)
 	Exporter       prometheus.Gatherer
 	MetricsQueues  bool // include RABBITMQ_HOST's queues in /metrics
-	// MaxRequests limits concurrent scrapes per endpoint (/probe, /metrics);
-	// more wait for a slot until their deadline. 0: no limit.
+	// MaxRequests limits, per endpoint (/probe, /metrics), the listings
+	// read and written at once (slots.go: shared by probes of one target and
+	// module, not held for scrapers that stopped reading); more wait until
+	// their deadline. 0: no limit.
 	MaxRequests int
 	// WriteTimeout bounds writing one answer, so a scraper that stops reading
 	// releases the memory its answer holds. 0: no limit.
@@ -55,7 +57,7 @@ type Handler struct {
 	refusalLog  *refusalLog
 
 	slotsOnce                sync.Once
-	probeSlots, metricsSlots chan struct{}
+	probeSlots, metricsSlots *slotPool
 	// Every uncompressed answer needs a 64 KiB buffer; reusing them spares the
 	// GC on a busy exporter. Gzip streams share the cores and their buffers
 	// through one pargzip pool.
@@ -107,12 +109,12 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	if !h.acquire(ctx, h.slots(true)) {
+	slot, ok := h.slots(true).acquire(ctx, source.Key(target, module))
+	if !ok {
 		msg := fmt.Sprintf("too many concurrent probes (--web.max-requests=%d); none finished within the scrape timeout", h.MaxRequests)
 		h.refuse(w, r, refusal{endpoint: "/probe", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: target.String(), module: moduleLabel(module.Name), detail: msg}, msg)
 		return
 	}
-	defer h.release(h.slots(true))
 
 	debug := params.Get("debug") == "true"
 	var debugLog bytes.Buffer
@@ -133,12 +135,14 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	}
 	duration.Set(time.Since(start).Seconds())
 	logger.Debug("probe finished", "success", ok, "duration_seconds", time.Since(start).Seconds())
+	aw := slot.writeTo(w)
+	defer h.releaseSlot(slot, logger)
 	h.setWriteDeadline(w)
 	if debug {
-		writeDebug(w, logger, &debugLog, registry, queues, module)
+		writeDebug(aw, logger, &debugLog, registry, queues, module)
 		return
 	}
-	h.writeMetrics(w, r, logger, registry, queues)
+	h.writeMetrics(aw, r, logger, registry, queues)
 }
 
 // probeQuery parses /probe's query strictly: malformed pairs, unknown and
@@ -213,25 +217,26 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	if !h.acquire(ctx, h.slots(false)) {
+	slot, ok := h.slots(false).acquire(ctx, source.Key(gen.Target, gen.Env))
+	if !ok {
 		msg := fmt.Sprintf("too many concurrent scrapes of /metrics (--web.max-requests=%d)", h.MaxRequests)
 		h.refuse(w, r, refusal{endpoint: "/metrics", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: gen.Target.String(), detail: msg}, msg)
 		return
 	}
-	defer h.release(h.slots(false))
 	registry := prometheus.NewRegistry()
 	queues, _ := probeQueues(ctx, h.Lister, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
+	aw := slot.writeTo(w)
+	defer h.releaseSlot(slot, h.Logger)
 	h.setWriteDeadline(w)
-	h.writeMetrics(w, r, h.Logger, append(gatherers, registry), queues)
+	h.writeMetrics(aw, r, h.Logger, append(gatherers, registry), queues)
 }
 
-// slots returns the semaphore of /probe or /metrics (nil: no limit). Each
+// slots returns the slots of /probe or /metrics (nil: no limit). Each
 // endpoint has its own, so that a burst of probes never delays /metrics.
-func (h *Handler) slots(probe bool) chan struct{} {
+func (h *Handler) slots(probe bool) *slotPool {
 	h.slotsOnce.Do(func() {
 		if h.MaxRequests > 0 {
-			h.probeSlots = make(chan struct{}, h.MaxRequests)
-			h.metricsSlots = make(chan struct{}, h.MaxRequests)
+			h.probeSlots, h.metricsSlots = newSlotPool(h.MaxRequests), newSlotPool(h.MaxRequests)
 		}
 	})
 	if probe {
@@ -240,23 +245,9 @@ func (h *Handler) slots(probe bool) chan struct{} {
 	return h.metricsSlots
 }
 
-// acquire waits for a slot until ctx ends; a scrape that waited too long is
-// refused rather than queued behind others forever.
-func (h *Handler) acquire(ctx context.Context, slots chan struct{}) bool {
-	if slots == nil {
-		return true
-	}
-	select {
-	case slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func (h *Handler) release(slots chan struct{}) {
-	if slots != nil {
-		<-slots
+func (h *Handler) releaseSlot(slot *slotTicket, logger *slog.Logger) {
+	if slot.done() {
+		logger.Debug("cut off a scraper that stopped reading its answer, to make room for another's", "waited_on_it_at_least", stalledWrite)
 	}
 }
 
