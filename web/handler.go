@@ -43,8 +43,8 @@ type Handler struct {
 	MetricsQueues  bool // include RABBITMQ_HOST's queues in /metrics
 	// MaxRequests limits, per endpoint (/probe, /metrics), the listings
 	// read and written at once (slots.go: shared by probes of one target and
-	// module, not held for scrapers that stopped reading); more wait until
-	// their deadline. 0: no limit.
+	// module, not held for scrapers that stopped reading, some kept from slow
+	// brokers); more wait until their deadline. 0: no limit.
 	MaxRequests int
 	// WriteTimeout bounds writing one answer, so a scraper that stops reading
 	// releases the memory its answer holds. 0: no limit.
@@ -129,7 +129,9 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	registry.MustRegister(success, duration)
 
 	logger.Debug("probing", "auth_module", module.Name, "timeout", timeout)
+	listStart := time.Now()
 	queues, ok := probeQueues(ctx, h.Lister, target, module, registry, logger)
+	slot.listed(time.Since(listStart))
 	if ok {
 		success.Set(1)
 	}
@@ -224,7 +226,9 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	registry := prometheus.NewRegistry()
+	listStart := time.Now()
 	queues, _ := probeQueues(ctx, h.Lister, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
+	slot.listed(time.Since(listStart))
 	aw := slot.writeTo(w)
 	defer h.releaseSlot(slot, h.Logger)
 	h.setWriteDeadline(w)

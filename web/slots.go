@@ -22,25 +22,59 @@ import (
 // answers; when those are all taken, the one waiting longest on its scraper
 // is cut off first. So the listings in memory stay within twice size, the
 // second half only for scrapers that stopped reading.
+//
+// Slow brokers do not take every slot. A listing is slow once it has taken
+// slowListing; a target and module whose last listing was slow (or whose
+// slot is held longer) is known slow, one whose last was quicker known
+// fast, any other new. Slots not held for known-fast targets are at most
+// size-1 (while any target is known fast), so a known-fast broker always
+// finds one; known-slow ones hold at most size-reserve, so a new broker
+// finds one too.
 const (
+	slowListing  = time.Second
 	stalledWrite = time.Second
 	// slotRecheck is how often a probe waiting for a slot looks for
 	// reader-bound answers.
 	slotRecheck = 100 * time.Millisecond
+	// maxKnownTargets bounds the memory of which targets were slow.
+	maxKnownTargets = 10_000
+	// knownFor is how long a target's class is remembered without a probe.
+	knownFor = time.Hour
 )
 
+// slotReserve is how many of size slots known-slow listings cannot take.
+func slotReserve(size int) int {
+	switch {
+	case size <= 1:
+		return 0
+	case size < 4:
+		return 1
+	}
+	return max(2, size/4)
+}
+
 type slotPool struct {
-	size int
+	size, reserve int
 
 	mu          sync.Mutex
 	held        map[string]*slotHold
 	readerBound map[*slotTicket]struct{} // answers written without a slot
-	changed     chan struct{}            // closed when a slot or a reader-bound place frees
+	known       map[string]knownTarget
+	knownFast   int           // entries of known that are fast
+	changed     chan struct{} // closed when a slot or a reader-bound place frees
 }
 
 // slotHold is one key's slot and the probes sharing it.
 type slotHold struct {
 	tickets map[*slotTicket]struct{}
+	start   time.Time
+	fast    bool          // its target was known fast when the slot was taken
+	longest time.Duration // of its probes' listings, for the next class
+}
+
+type knownTarget struct {
+	slow bool
+	seen time.Time
 }
 
 // slotTicket is one probe's claim: a share of its key's slot, then
@@ -56,7 +90,8 @@ type slotTicket struct {
 }
 
 func newSlotPool(size int) *slotPool {
-	return &slotPool{size: size, held: map[string]*slotHold{}, readerBound: map[*slotTicket]struct{}{}, changed: make(chan struct{})}
+	return &slotPool{size: size, reserve: slotReserve(size), held: map[string]*slotHold{},
+		readerBound: map[*slotTicket]struct{}{}, known: map[string]knownTarget{}, changed: make(chan struct{})}
 }
 
 // acquire waits for a share of key's slot until ctx ends. A nil pool
@@ -107,15 +142,43 @@ func (p *slotPool) acquire(ctx context.Context, key string) (*slotTicket, bool) 
 func (p *slotPool) admit(key string, now time.Time) *slotTicket {
 	h := p.held[key]
 	if h == nil {
-		if len(p.held) >= p.size {
+		if !p.room(key, now) {
 			return nil
 		}
-		h = &slotHold{tickets: map[*slotTicket]struct{}{}}
+		h = &slotHold{tickets: map[*slotTicket]struct{}{}, start: now, fast: p.isFast(key, now)}
 		p.held[key] = h
 	}
 	t := &slotTicket{pool: p, key: key, hold: h}
 	h.tickets[t] = struct{}{}
 	return t
+}
+
+// room tells whether key may take a free slot.
+func (p *slotPool) room(key string, now time.Time) bool {
+	if len(p.held) >= p.size {
+		return false
+	}
+	if p.size == 1 || p.isFast(key, now) {
+		return true
+	}
+	notFast := 0
+	for _, h := range p.held {
+		if !h.fast || now.Sub(h.start) >= slowListing {
+			notFast++
+		}
+	}
+	limit := p.size // new, while no target is known fast
+	if k, ok := p.known[key]; ok && now.Sub(k.seen) <= knownFor {
+		limit = p.size - p.reserve // known slow
+	} else if p.knownFast > 0 {
+		limit = p.size - 1 // new: one slot stays for the known-fast targets
+	}
+	return notFast < limit
+}
+
+func (p *slotPool) isFast(key string, now time.Time) bool {
+	k, ok := p.known[key]
+	return ok && !k.slow && now.Sub(k.seen) <= knownFor
 }
 
 // detachReaderBound moves the answers that have waited on their scrapers
@@ -167,12 +230,26 @@ func (p *slotPool) leave(t *slotTicket, now time.Time) {
 		return
 	}
 	delete(p.held, t.key)
+	if len(p.known) >= maxKnownTargets {
+		p.forget(now)
+	}
+	p.setKnown(t.key, knownTarget{slow: h.longest >= slowListing, seen: now})
 	p.broadcast()
 }
 
 func (p *slotPool) broadcast() {
 	close(p.changed)
 	p.changed = make(chan struct{})
+}
+
+// listed records how long t's listing took: the target's next class.
+func (t *slotTicket) listed(d time.Duration) {
+	if t.pool == nil {
+		return
+	}
+	t.pool.mu.Lock()
+	t.hold.longest = max(t.hold.longest, d)
+	t.pool.mu.Unlock()
 }
 
 // writer returns what t's answer is to be written to.
@@ -202,4 +279,40 @@ func (t *slotTicket) done() (cut bool) {
 	}
 	p.leave(t, time.Now())
 	return false
+}
+
+// forget drops expired classes and, if that is not enough, a tenth of the
+// others at random: a target forgotten is new again, which still leaves a
+// slot for known-fast ones.
+func (p *slotPool) forget(now time.Time) {
+	for k, v := range p.known {
+		if now.Sub(v.seen) > knownFor {
+			p.unsetKnown(k)
+		}
+	}
+	drop := len(p.known) - maxKnownTargets*9/10
+	for k := range p.known {
+		if drop <= 0 {
+			break
+		}
+		p.unsetKnown(k)
+		drop--
+	}
+}
+
+func (p *slotPool) setKnown(key string, k knownTarget) {
+	p.unsetKnown(key)
+	p.known[key] = k
+	if !k.slow {
+		p.knownFast++
+	}
+}
+
+func (p *slotPool) unsetKnown(key string) {
+	if old, ok := p.known[key]; ok {
+		delete(p.known, key)
+		if !old.slow {
+			p.knownFast--
+		}
+	}
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,5 +67,97 @@ func TestNonReadingClientsDoNotStarveProbes(t *testing.T) {
 	if bound := base.heapInuse + 1.5*2*8*listing; after.heapInuse > bound {
 		t.Errorf("heap in use %.1f MiB with %d stalled clients, want at most %.1f MiB (2 x 8 listings of %.1f MiB and slack)",
 			after.heapInuse/(1<<20), 2*stalled, bound/(1<<20), listing/(1<<20))
+	}
+}
+
+// TestSlowBrokersDoNotStarveFastOne (issue 16, item 9): probes of many slow
+// brokers, more than --web.max-requests, keep coming; a fast broker probed
+// all the while with a short scrape timeout always answers, and so does a
+// fast broker first probed in the middle of it.
+func TestSlowBrokersDoNotStarveFastOne(t *testing.T) {
+	const slow, latency = 12, 2 * time.Second
+	duration := 10 * time.Second
+	slowAPI := fakeapi.NewHandler(smallListing(), "guest", "guest")
+	slowAPI.SetLatency(latency)
+	slowBrokers := startFakeBrokers(t, slow, slowAPI)
+	fast := startFakeBrokers(t, 2, fakeapi.NewHandler(smallListing(), "guest", "guest"))
+	p := startExporter(t, []string{"RABBITMQ_HOST=" + fast.target(0)}, "--no-metrics.queues", `--probe.allowed-targets=127\.0\.0\.1:\d+`)
+
+	client := probeClient(30 * time.Second)
+	if err := scrape(client, p, "/probe?target="+fast.target(0), 2*time.Second, false).ok(3); err != nil {
+		t.Fatalf("first probe of the fast broker: %v", err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var slowOK, slowRefused, slowOther atomic.Int64
+	for i := range slow {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := scrape(client, p, "/probe?target="+slowBrokers.target(i), 10*time.Second, false)
+				switch {
+				case r.ok(3) == nil:
+					slowOK.Add(1)
+				case r.status == 503:
+					slowRefused.Add(1)
+				default:
+					slowOther.Add(1)
+				}
+			}
+		})
+	}
+	type result struct {
+		elapsed time.Duration
+		err     error
+	}
+	var mu sync.Mutex
+	results := map[int][]result{}
+	fastLoop := func(i int, after time.Duration) {
+		time.Sleep(after)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			r := scrape(client, p, "/probe?target="+fast.target(i), 2*time.Second, false)
+			mu.Lock()
+			results[i] = append(results[i], result{r.elapsed, r.ok(3)})
+			mu.Unlock()
+		}
+	}
+	wg.Go(func() { fastLoop(0, 0) })
+	wg.Go(func() { fastLoop(1, duration/2) }) // new while the slow ones hold their slots
+	time.Sleep(duration)
+	close(stop)
+	wg.Wait()
+
+	t.Logf("%d slow brokers (%v each) probed for %v: %d answered, %d refused (503), %d other", slow, latency, duration, slowOK.Load(), slowRefused.Load(), slowOther.Load())
+	if slowOK.Load() == 0 {
+		t.Errorf("no probe of a slow broker succeeded")
+	}
+	for i := range 2 {
+		rs := results[i]
+		var times []time.Duration
+		failed := 0
+		for _, r := range rs {
+			times = append(times, r.elapsed)
+			if r.err != nil {
+				failed++
+				if failed <= 3 {
+					t.Errorf("fast broker %d: %v after %v", i, r.err, r.elapsed)
+				}
+			}
+		}
+		if len(rs) < 3 {
+			t.Fatalf("fast broker %d probed only %d times", i, len(rs))
+		}
+		slices.Sort(times)
+		t.Logf("fast broker %d: %d probes, %d failed; answered in %v median, %v at most", i, len(rs), failed,
+			times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
 	}
 }

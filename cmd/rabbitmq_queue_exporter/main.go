@@ -93,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// that in RSS with the GC's headroom): 8 keeps 50 concurrent 100k-queue
 	// probes near 185 MiB where 16 reached 260-350 MiB, at the same throughput
 	// on 2 cores (resources_test.go).
-	app.Flag("web.max-requests", "Most listings read and written at once, per endpoint (/probe, /metrics); probes of one target and module share one; a scraper that stops reading gives its slot back. More wait for a slot until their timeout, then get 503. 0: no limit.").Default("8").SetValue(intValue(&s.maxRequests, "--web.max-requests", 0))
+	app.Flag("web.max-requests", "Most listings read and written at once, per endpoint (/probe, /metrics); probes of one target and module share one; a scraper that stops reading gives its slot back; brokers whose last listing took 1s or more never hold the last max(2, n/4). More wait for a slot until their timeout, then get 503. 0: no limit.").Default("8").SetValue(intValue(&s.maxRequests, "--web.max-requests", 0))
 	app.Flag("web.write-timeout", "Longest time to write one answer; a scraper that reads slower is cut off, freeing the answer's memory.").Default("1m").SetValue(durationValue(&s.writeTimeout, "--web.write-timeout", time.Millisecond))
 	webConfig := webflag.AddFlags(app, ":9419")
 	logConfig := &promslog.Config{}
