@@ -115,6 +115,7 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refusal{endpoint: "/probe", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: target.String(), module: moduleLabel(module.Name), detail: msg}, msg)
 		return
 	}
+	defer h.releaseSlot(slot, h.Logger)
 
 	debug := params.Get("debug") == "true"
 	var debugLog bytes.Buffer
@@ -138,7 +139,6 @@ func (h *Handler) Probe(w http.ResponseWriter, r *http.Request) {
 	duration.Set(time.Since(start).Seconds())
 	logger.Debug("probe finished", "success", ok, "duration_seconds", time.Since(start).Seconds())
 	aw := slot.writeTo(w)
-	defer h.releaseSlot(slot, logger)
 	h.setWriteDeadline(w)
 	if debug {
 		writeDebug(aw, logger, &debugLog, registry, queues, module)
@@ -225,12 +225,12 @@ func (h *Handler) Metrics(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refusal{endpoint: "/metrics", status: http.StatusServiceUnavailable, reason: reasonOverloaded, target: gen.Target.String(), detail: msg}, msg)
 		return
 	}
+	defer h.releaseSlot(slot, h.Logger)
 	registry := prometheus.NewRegistry()
 	listStart := time.Now()
 	queues, _ := probeQueues(ctx, h.Lister, gen.Target, gen.Env, registry, h.Logger.With("target", gen.Target.String()))
 	slot.listed(time.Since(listStart))
 	aw := slot.writeTo(w)
-	defer h.releaseSlot(slot, h.Logger)
 	h.setWriteDeadline(w)
 	h.writeMetrics(aw, r, h.Logger, append(gatherers, registry), queues)
 }
