@@ -128,7 +128,7 @@ func (f *EnvFlags) moduleConfig(host brokerhttp.Target) (ModuleConfig, error) {
 		}
 		c.Targets = append(c.Targets, f.AllowedTargets)
 	}
-	for _, e := range strings.Split(f.PluginEndpoints, ",") {
+	for e := range strings.SplitSeq(f.PluginEndpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			c.PluginEndpoints = append(c.PluginEndpoints, e)
 		}

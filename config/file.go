@@ -33,11 +33,11 @@ func ParseFile(raw []byte) (*File, error) {
 func loadFile(path string, opts BuildOptions) (map[string]*Module, error) {
 	raw, err := readBounded(path, MaxConfigFileBytes)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %v", err)
+		return nil, fmt.Errorf("config file: %w", err)
 	}
 	f, err := ParseFile(raw)
 	if err != nil {
-		return nil, fmt.Errorf("config file %q: %v", path, err)
+		return nil, fmt.Errorf("config file %q: %w", path, err)
 	}
 	names := make([]string, 0, len(f.AuthModules))
 	for name := range f.AuthModules {
@@ -53,7 +53,7 @@ func loadFile(path string, opts BuildOptions) (map[string]*Module, error) {
 		setting := func(field string) string { return prefix + field }
 		m, err := buildModule(name, f.AuthModules[name], setting, opts)
 		if err != nil {
-			return nil, fmt.Errorf("config file %q: %v", path, err)
+			return nil, fmt.Errorf("config file %q: %w", path, err)
 		}
 		// 403 answers name the file, so the operator knows where to allow a target.
 		m.setting = func(field string) string { return prefix + field + " in " + path }

@@ -29,7 +29,7 @@ type Generation struct {
 func Load(flags *EnvFlags, configFile string, opts BuildOptions) (*Generation, error) {
 	host, err := brokerhttp.ParseTarget(flags.Host)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", EnvSetting("host"), err)
+		return nil, fmt.Errorf("%s: %w", EnvSetting("host"), err)
 	}
 	envConfig, err := flags.moduleConfig(host)
 	if err != nil {

@@ -80,13 +80,11 @@ func TestIdleConnectionLimits(t *testing.T) {
 	target := mustTarget(t, srv.URL)
 	var wg sync.WaitGroup
 	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if _, err := get(t, g.Env, target, srv.URL+"/x"); err != nil {
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	waitFor(t, "6 connections", func() bool { return cc.count() == 6 })
 	close(release)

@@ -176,8 +176,7 @@ func CompileAnchored(setting, pattern string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile("^(?:" + pattern + ")$")
 	if err != nil {
 		reason := err.Error()
-		var se *syntax.Error
-		if errors.As(err, &se) {
+		if se, ok := errors.AsType[*syntax.Error](err); ok {
 			reason = se.Code.String() // without our anchoring wrapper
 		}
 		return nil, fmt.Errorf("%s: invalid regular expression %q: %s", setting, pattern, reason)
@@ -225,12 +224,12 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 		m.Targets = append(m.Targets, TargetPattern{re: re, withScheme: strings.Contains(p, "://")})
 	}
 	if m.Source, err = ParseSource(string(c.Source)); err != nil {
-		return nil, fmt.Errorf("%s: %v", setting("source"), err)
+		return nil, fmt.Errorf("%s: %w", setting("source"), err)
 	}
 	for i, e := range c.PluginEndpoints {
 		t, err := brokerhttp.ParseTarget(e)
 		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %v", setting("plugin_endpoints"), i, err)
+			return nil, fmt.Errorf("%s[%d]: %w", setting("plugin_endpoints"), i, err)
 		}
 		m.PluginEndpoints = append(m.PluginEndpoints, t)
 	}
@@ -241,7 +240,7 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 		return nil, err
 	}
 	if err := c.TLSConfig.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %v", setting("tls_config"), err)
+		return nil, fmt.Errorf("%s: %w", setting("tls_config"), err)
 	}
 	for _, f := range []struct{ field, path string }{{"ca_file", c.TLSConfig.CAFile}, {"cert_file", c.TLSConfig.CertFile}, {"key_file", c.TLSConfig.KeyFile}} {
 		if err := checkFile(setting("tls_config."+f.field), f.path); err != nil {
@@ -249,11 +248,11 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 		}
 	}
 	m.TLSBound = c.requireTLS || c.TLSConfig != (commoncfg.TLSConfig{})
-	if err := c.ProxyConfig.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %v", setting("proxy_url"), err)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", setting("proxy_url"), err)
 	}
 	if m.HTTP, err = brokerhttp.NewClient(brokerhttp.ClientConfig{TLS: c.TLSConfig, Proxy: c.ProxyConfig, UserAgent: opts.UserAgent, ReadFile: ReadTLSFile}); err != nil {
-		return nil, fmt.Errorf("%s: %v", setting("tls_config"), err)
+		return nil, fmt.Errorf("%s: %w", setting("tls_config"), err)
 	}
 	return m, nil
 }

@@ -16,5 +16,5 @@ func (s Secret) GoString() string { return hiddenSecret }
 func (s Secret) LogValue() slog.Value { return slog.StringValue(hiddenSecret) }
 
 // MarshalYAML and MarshalJSON print the placeholder, for debug output of effective config.
-func (s Secret) MarshalYAML() (interface{}, error) { return hiddenSecret, nil }
-func (s Secret) MarshalJSON() ([]byte, error)      { return []byte(`"` + hiddenSecret + `"`), nil }
+func (s Secret) MarshalYAML() (any, error)    { return hiddenSecret, nil }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + hiddenSecret + `"`), nil }

@@ -28,7 +28,7 @@ func ReadTLSFile(path string) ([]byte, error) { return readBounded(path, MaxConf
 func ReadSecretFile(setting, path string) (string, error) {
 	b, err := readBounded(path, MaxSecretFileBytes)
 	if err != nil {
-		return "", fmt.Errorf("%s: %v", setting, err)
+		return "", fmt.Errorf("%s: %w", setting, err)
 	}
 	v := strings.TrimRight(string(b), "\r\n")
 	if v == "" {
@@ -43,31 +43,31 @@ func ReadSecretFile(setting, path string) (string, error) {
 	return v, nil
 }
 
-// readBounded reads a regular file of at most max bytes. Devices, FIFOs and
+// readBounded reads a regular file of at most limit bytes. Devices, FIFOs and
 // sockets are refused before reading: /dev/zero never ends and a FIFO
 // without a writer blocks, which would hang start-up and every reload.
-func readBounded(path string, max int64) ([]byte, error) {
+func readBounded(path string, limit int64) ([]byte, error) {
 	f, err := openNoWait(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, unwrapPath(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, unwrapPath(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%q is not a regular file", path)
 	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("file %q is larger than %d bytes", path, max)
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("file %q is larger than %d bytes", path, limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, unwrapPath(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, unwrapPath(err))
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("file %q is larger than %d bytes", path, max)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("file %q is larger than %d bytes", path, limit)
 	}
 	return b, nil
 }
@@ -79,14 +79,13 @@ func checkFile(setting, path string) error {
 		return nil
 	}
 	if _, err := readBounded(path, MaxConfigFileBytes); err != nil {
-		return fmt.Errorf("%s: %v", setting, err)
+		return fmt.Errorf("%s: %w", setting, err)
 	}
 	return nil
 }
 
 func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*os.PathError](err); ok {
 		return pe.Err
 	}
 	return err

@@ -64,7 +64,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 	outputs := map[string]string{
 		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c),
-		"%s": fmt.Sprintf("%s", c.Password), "slog": logBuf.String(), "yaml": string(y), "json": strings.NewReplacer(`\u003c`, "<", `\u003e`, ">").Replace(string(j)),
+		"%s": c.Password.String(), "slog": logBuf.String(), "yaml": string(y), "json": strings.NewReplacer(`\u003c`, "<", `\u003e`, ">").Replace(string(j)),
 	}
 	for how, out := range outputs {
 		if strings.Contains(out, pw) {

@@ -193,7 +193,7 @@ func TestDedupeMatchesMap(t *testing.T) {
 		if _, err := s.WriteTo(&got); err != nil {
 			t.Fatal(err)
 		}
-		if string(got.Bytes()) != string(render(t, "h", want)) {
+		if got.String() != string(render(t, "h", want)) {
 			t.Fatalf("n %d: output differs from keeping the first of each", n)
 		}
 	}

@@ -100,7 +100,7 @@ func TestBlocksKeepEveryQueue(t *testing.T) {
 // TestBlockExactlyFull makes the worst case (every byte escaped) land at the
 // very end of a block, where a short size estimate would cut a label off.
 func TestBlockExactlyFull(t *testing.T) {
-	for pad := 0; pad < 40; pad++ {
+	for pad := range 40 {
 		s := NewQueueSet("h", 0)
 		if err := s.Add([]byte("/"), []byte(strings.Repeat("q", pad)), &queue.Counts{1, 1, 0}, queue.AllPresent); err != nil {
 			t.Fatal(err)

@@ -154,7 +154,7 @@ func TestFamiliesContiguousWithHeadersOnce(t *testing.T) {
 	out := string(render(t, "h", []testQueue{{"a", "q1", 1, 1, 0, hasAll}, {"b", "q2", 2, 2, 0, hasAll}}))
 	var order []string
 	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSuffix(out, "\n"), "\n") {
 		var name string
 		switch {
 		case strings.HasPrefix(line, "# HELP "), strings.HasPrefix(line, "# TYPE "):

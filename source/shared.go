@@ -59,7 +59,7 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 		fl.deadline = minTime(deadline, fl.limit)
 		fl.timer = time.AfterFunc(fl.deadline.Sub(now), func() { f.expire(fl) })
 		f.m[key] = fl
-		go f.run(key, fl, runCtx, fn)
+		go f.run(runCtx, key, fl, fn)
 	} else if d := minTime(deadline, fl.limit); d.After(fl.deadline) {
 		fl.deadline = d
 		fl.timer.Reset(time.Until(d))
@@ -80,7 +80,7 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 	}
 }
 
-func (f *flights) run(key string, fl *flight, ctx context.Context, fn func(context.Context) (*Listing, error)) {
+func (f *flights) run(ctx context.Context, key string, fl *flight, fn func(context.Context) (*Listing, error)) {
 	res, err := fn(ctx)
 	f.mu.Lock()
 	if f.m[key] == fl {

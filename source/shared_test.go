@@ -37,9 +37,7 @@ func TestSharedRequestServesItsWaiters(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 5)
 		for i := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				timeout := 5 * time.Second
 				if i == 0 {
 					timeout = 100 * time.Millisecond // this one starts the request
@@ -49,7 +47,7 @@ func TestSharedRequestServesItsWaiters(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				defer cancel()
 				_, errs[i] = f.do(ctx, "k", time.Minute, fn)
-			}()
+			})
 		}
 		wg.Wait()
 		if !errors.Is(errs[0], context.DeadlineExceeded) || !strings.Contains(errs[0].Error(), "timed out") {
@@ -89,7 +87,7 @@ func TestSharedRequestServesItsWaiters(t *testing.T) {
 		// A later probe starts afresh instead of inheriting the hung request.
 		ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel2()
-		f.do(ctx2, "k", time.Minute, fn)
+		_, _ = f.do(ctx2, "k", time.Minute, fn)
 		if calls.Load() != 2 {
 			t.Fatalf("%d listings, want a new one for the later probe", calls.Load())
 		}

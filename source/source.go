@@ -73,7 +73,8 @@ func (f Fallback) List(ctx context.Context, target brokerhttp.Target, module *co
 	}
 	l, thenErr := f.Then.List(ctx, target, module, logger)
 	if thenErr != nil {
-		return nil, fmt.Errorf("%v; falling back failed too: %w", err, thenErr)
+		// Only the fallback's error is wrapped: callers judge the scrape by it.
+		return nil, fmt.Errorf("%v; falling back failed too: %w", err, thenErr) //nolint:errorlint
 	}
 	l.Fallback = err.Error()
 	return l, nil

@@ -56,7 +56,7 @@ func writeDebug(w http.ResponseWriter, logger *slog.Logger, logs *bytes.Buffer, 
 		fmt.Fprintf(bw, "cannot print: %v\n", err)
 		return
 	}
-	bw.Write(out)
+	_, _ = bw.Write(out) // bufio keeps a failed write for the deferred Flush; the client has gone
 }
 
 // teeHandler sends each record to the exporter's log and to the probe's own

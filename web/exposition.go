@@ -144,11 +144,11 @@ func dropShadowedFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
 // with a non-zero q-value, or through "*" when gzip is not named.
 func acceptsGzip(acceptEncoding string) bool {
 	star := false
-	for _, part := range strings.Split(acceptEncoding, ",") {
+	for part := range strings.SplitSeq(acceptEncoding, ",") {
 		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		coding = strings.TrimSpace(coding)
 		q := 1.0
-		for _, p := range strings.Split(params, ";") {
+		for p := range strings.SplitSeq(params, ";") {
 			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
 				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
 					q = f

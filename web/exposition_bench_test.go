@@ -61,9 +61,9 @@ func BenchmarkGzipAnswer(b *testing.B) {
 				mfs, _ := g.Gather()
 				enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
 				for _, mf := range mfs {
-					enc.Encode(mf)
+					_ = enc.Encode(mf)
 				}
-				qs.WriteTo(bw)
+				_, _ = qs.WriteTo(bw)
 				bw.Flush()
 				zw.Close()
 			}

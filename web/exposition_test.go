@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -349,9 +350,7 @@ func TestVaryOnEveryAnswer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodGet, "/probe?"+tc.query, nil)
-			for k, v := range tc.header {
-				req.Header[k] = v
-			}
+			maps.Copy(req.Header, tc.header)
 			res := httptest.NewRecorder()
 			tc.handler(res, req)
 			if res.Code != tc.status {
@@ -359,7 +358,7 @@ func TestVaryOnEveryAnswer(t *testing.T) {
 			}
 			vary := map[string]bool{}
 			for _, v := range res.Header().Values("Vary") {
-				for _, f := range strings.Split(v, ",") {
+				for f := range strings.SplitSeq(v, ",") {
 					vary[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
 				}
 			}

@@ -155,7 +155,7 @@ func probeQuery(raw string) (url.Values, int, error) {
 	}
 	params, err := url.ParseQuery(raw)
 	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("invalid query string: %v", err)
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid query string: %w", err)
 	}
 	var unknown []string
 	for k, v := range params {
@@ -183,7 +183,7 @@ func probeQuery(raw string) (url.Values, int, error) {
 func moduleFor(gen *config.Generation, name string, target brokerhttp.Target) (*config.Module, int, error) {
 	if name == "" {
 		if err := gen.Env.Allows(target); err != nil {
-			return nil, http.StatusForbidden, fmt.Errorf("target not allowed for the RABBITMQ_HOST credentials: %v (allow it there, or use an auth_module)", err)
+			return nil, http.StatusForbidden, fmt.Errorf("target not allowed for the RABBITMQ_HOST credentials: %w (allow it there, or use an auth_module)", err)
 		}
 		return gen.Env, 0, nil
 	}
@@ -192,7 +192,7 @@ func moduleFor(gen *config.Generation, name string, target brokerhttp.Target) (*
 		return nil, http.StatusBadRequest, fmt.Errorf("unknown auth_module %q", truncate(name, 64))
 	}
 	if err := m.Allows(target); err != nil {
-		return nil, http.StatusForbidden, fmt.Errorf("target not allowed for auth_module %q: %v", name, err)
+		return nil, http.StatusForbidden, fmt.Errorf("target not allowed for auth_module %q: %w", name, err)
 	}
 	return m, 0, nil
 }

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"maps"
+
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/builtin"
 
@@ -83,9 +85,7 @@ type scrape struct {
 func doScrape(t *testing.T, h http.HandlerFunc, rawQuery string, header http.Header) scrape {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/probe?"+rawQuery, nil)
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	rec := httptest.NewRecorder()
 	h(rec, req)
 	res := scrape{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
@@ -158,9 +158,7 @@ func TestProbeFixtures(t *testing.T) {
 				"probe_success": 1, hostKey("rabbitmq_up"): 1,
 				hostKey("rabbitmq_queues"): float64(tc.queues), hostKey("rabbitmq_queues_missing_counts"): float64(tc.missing),
 			}
-			for k, v := range tc.want {
-				want[k] = v
-			}
+			maps.Copy(want, tc.want)
 			for k, v := range want {
 				if got, ok := res.samples[k]; !ok || got != v {
 					t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
@@ -337,8 +335,7 @@ func TestConcurrentProbesShareOneRequest(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]scrape, n)
 	for i := range n {
-		wg.Add(1)
-		go func() { defer wg.Done(); results[i] = doScrape(t, h.Probe, "", nil) }()
+		wg.Go(func() { results[i] = doScrape(t, h.Probe, "", nil) })
 	}
 	// Wait until the one request arrived and the others had time to join it.
 	for requests.Load() == 0 {

@@ -43,7 +43,7 @@ func newRawListener(t *testing.T) *rawListener {
 			r.mu.Unlock()
 			go func() {
 				defer c.Close()
-				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 				buf := make([]byte, 4096)
 				for {
 					n, err := c.Read(buf)
@@ -102,7 +102,11 @@ func TestConcurrencyLimit(t *testing.T) {
 	_, addr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
-		for m := maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
+		for { // raise the peak unless another request raised it past n
+			p := maxSeen.Load()
+			if n <= p || maxSeen.CompareAndSwap(p, n) {
+				break
+			}
 		}
 		<-gate
 		w.Write([]byte(`[{"name":"q","vhost":"/","messages":1,"messages_ready":1,"messages_unacknowledged":0}]`))
@@ -113,13 +117,11 @@ func TestConcurrencyLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]scrape, 4)
 	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			// A path prefix per probe: distinct targets cannot share one request.
 			q := "target=" + url.QueryEscape("http://"+addr+"/p"+strconv.Itoa(i))
 			results[i] = doScrape(t, h.Probe, q, http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"3"}})
-		}()
+		})
 	}
 	time.Sleep(300 * time.Millisecond)
 	if n := inFlight.Load(); n != 2 {
@@ -145,11 +147,9 @@ func TestConcurrencyLimit(t *testing.T) {
 	_, slowAddr := fakeBroker(t, func(w http.ResponseWriter, r *http.Request) { <-hold })
 	h.MaxRequests = 1
 	h.slotsOnce = sync.Once{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		doScrape(t, h.Probe, "target="+url.QueryEscape(slowAddr), http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"5"}})
-	}()
+	})
 	time.Sleep(100 * time.Millisecond)
 	res := doScrape(t, h.Probe, "target="+url.QueryEscape("http://"+slowAddr+"/other"), http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"0.8"}})
 	close(hold)

@@ -96,7 +96,7 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 				}
 				nodes = append(nodes, n)
 			}
-			json.NewEncoder(w).Encode(nodes)
+			_ = json.NewEncoder(w).Encode(nodes)
 		case "/api/vhosts":
 			seen := map[string]bool{}
 			var vhosts []map[string]string
@@ -108,7 +108,7 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 					}
 				}
 			}
-			json.NewEncoder(w).Encode(vhosts)
+			_ = json.NewEncoder(w).Encode(vhosts)
 		case "/api/queues":
 			c.queuesRequests.Add(1)
 			io := c.managementQueue

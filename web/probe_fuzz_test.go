@@ -24,7 +24,7 @@ import (
 func FuzzProbeQuery(f *testing.F) {
 	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `[{"name":"q \"1\"","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1},{"name":"s","vhost":"v"}]`)
+		_, _ = io.WriteString(w, `[{"name":"q \"1\"","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1},{"name":"s","vhost":"v"}]`)
 	}))
 	f.Cleanup(broker.Close)
 	host := strings.TrimPrefix(broker.URL, "http://")

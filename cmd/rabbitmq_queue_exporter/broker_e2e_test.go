@@ -162,9 +162,11 @@ func TestTwoBrokersOneExporter(t *testing.T) {
 	pb, _ := url.Parse(second.MgmtURL)
 	dir := t.TempDir()
 	pwB := filepath.Join(dir, "b.pw")
-	os.WriteFile(pwB, []byte(second.Password+"\n"), 0o600)
+	if err := os.WriteFile(pwB, []byte(second.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`auth_modules:
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`auth_modules:
   a:
     username: %s
     password: %s
@@ -177,7 +179,9 @@ func TestTwoBrokersOneExporter(t *testing.T) {
     username: %s
     password_file: %s
     targets: ['127\.0\.0\.1:.*']
-`, primary.User, primary.Password, pa.Port(), second.User, pwB, pb.Port(), second.User, pwB)), 0o600)
+`, primary.User, primary.Password, pa.Port(), second.User, pwB, pb.Port(), second.User, pwB)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	p := startExporter(t, []string{"RABBITMQ_PASSWORD=unused-env-secret"}, "--config.file="+cfg, "--no-metrics.queues")
 	probe := func(target, module string) (response, map[string]float64) {

@@ -173,7 +173,7 @@ func startWebDriver(ctx context.Context, t *testing.T) *webDriver {
 		case <-time.After(10 * time.Second):
 			t.Errorf("chromedriver did not exit")
 		}
-		for i := 0; i < 50; i++ {
+		for range 50 {
 			if os.RemoveAll(profile) == nil {
 				return
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"runtime/debug"
 
@@ -19,7 +20,7 @@ func runBinary(t *testing.T, env []string, args ...string) (string, int) {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
@@ -102,9 +103,13 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 func TestStartupErrors(t *testing.T) {
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
-	os.WriteFile(pw, []byte("x\n"), 0o600)
+	if err := os.WriteFile(pw, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	badCfg := filepath.Join(dir, "bad.yml")
-	os.WriteFile(badCfg, []byte("auth_modules:\n  a:\n    username: u\n    pasword: p\n    targets: ['.*']\n"), 0o600)
+	if err := os.WriteFile(badCfg, []byte("auth_modules:\n  a:\n    username: u\n    pasword: p\n    targets: ['.*']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		env  []string

@@ -66,7 +66,7 @@ func TestContainerImage(t *testing.T) {
 
 	id, took, out := containertest.Build(t, root)
 	t.Logf("make image: %v, image %.12s", took.Round(100*time.Millisecond), strings.TrimPrefix(id, "sha256:"))
-	for _, line := range strings.Split(out, "\n") {
+	for line := range strings.SplitSeq(out, "\n") {
 		if strings.Contains(line, "stand-in") {
 			t.Log(line)
 		}

@@ -76,7 +76,7 @@ func fillFrom(m testbed.Member, names []string) error {
 	u := url.URL{Scheme: "amqp", User: url.UserPassword(m.User, m.Password), Host: m.AMQPURL, Path: "/" + diffVhost}
 	conn, err := amqp.DialConfig(u.String(), amqp.Config{Vhost: diffVhost, Heartbeat: 10 * time.Second})
 	if err != nil {
-		return fmt.Errorf("member %s: %v", m.Node, err)
+		return fmt.Errorf("member %s: %w", m.Node, err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
@@ -100,7 +100,7 @@ func fillFrom(m testbed.Member, names []string) error {
 	}
 	for i := range names {
 		if _, err := ch.QueueDeclare(names[i], true, false, false, false, amqp.Table{"x-queue-master-locator": "client-local"}); err != nil {
-			return fmt.Errorf("declare %q on %s: %v", names[i], m.Node, err)
+			return fmt.Errorf("declare %q on %s: %w", names[i], m.Node, err)
 		}
 		for range i % 7 {
 			dc, err := ch.PublishWithDeferredConfirm("", names[i], true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("diff")})

@@ -20,7 +20,7 @@ import (
 func TestAnswersAsPrometheusAsks(t *testing.T) {
 	broker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `[{"name":"q \"1\"","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1},{"name":"s","vhost":"v"}]`)
+		_, _ = io.WriteString(w, `[{"name":"q \"1\"","vhost":"/","messages":3,"messages_ready":2,"messages_unacknowledged":1},{"name":"s","vhost":"v"}]`)
 	}))
 	defer broker.Close()
 	u, _ := url.Parse(broker.URL)

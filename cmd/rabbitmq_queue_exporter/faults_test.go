@@ -711,7 +711,7 @@ func waitLogLine(p *exporterProc, offset int, subs []string) (string, bool) {
 		if offset > len(logs) {
 			offset = len(logs)
 		}
-		for _, line := range strings.Split(logs[offset:], "\n") {
+		for line := range strings.SplitSeq(logs[offset:], "\n") {
 			all := true
 			for _, s := range subs {
 				if !strings.Contains(line, s) {

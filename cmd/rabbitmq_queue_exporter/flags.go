@@ -22,7 +22,7 @@ type parsedValue[T any] struct {
 func (v *parsedValue[T]) Set(s string) error {
 	x, err := v.parse(s)
 	if err != nil {
-		return fmt.Errorf("%s: invalid value %q: %v", v.name, s, err)
+		return fmt.Errorf("%s: invalid value %q: %w", v.name, s, err)
 	}
 	*v.dst, v.text = x, s
 	return nil
@@ -43,18 +43,18 @@ func boolValue(dst *bool, name string) *parsedValue[bool] {
 	}}
 }
 
-// durationValue accepts durations of at least min.
-func durationValue(dst *time.Duration, name string, min time.Duration) *parsedValue[time.Duration] {
+// durationValue accepts durations of at least floor.
+func durationValue(dst *time.Duration, name string, floor time.Duration) *parsedValue[time.Duration] {
 	return &parsedValue[time.Duration]{dst: dst, name: name, parse: func(s string) (time.Duration, error) {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			return 0, fmt.Errorf("want a duration such as 10s or 1m30s")
 		}
-		if d < min {
-			if min == 0 {
+		if d < floor {
+			if floor == 0 {
 				return 0, fmt.Errorf("must not be negative")
 			}
-			return 0, fmt.Errorf("must be at least %s", min)
+			return 0, fmt.Errorf("must be at least %s", floor)
 		}
 		return d, nil
 	}}
@@ -64,14 +64,14 @@ func byteSizeValue(dst *int64, name string) *parsedValue[int64] {
 	return &parsedValue[int64]{dst: dst, name: name, parse: config.ParseByteSize}
 }
 
-func intValue(dst *int, name string, min int) *parsedValue[int] {
+func intValue(dst *int, name string, floor int) *parsedValue[int] {
 	return &parsedValue[int]{dst: dst, name: name, parse: func(s string) (int, error) {
 		n, err := strconv.Atoi(s)
 		if err != nil {
 			return 0, fmt.Errorf("want a whole number")
 		}
-		if n < min {
-			return 0, fmt.Errorf("must be at least %d", min)
+		if n < floor {
+			return 0, fmt.Errorf("must be at least %d", floor)
 		}
 		return n, nil
 	}}

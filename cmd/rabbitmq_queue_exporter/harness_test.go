@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -99,7 +100,7 @@ func startExporter(t *testing.T, env []string, args ...string) *exporterProc {
 		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.stop(t) })
+	t.Cleanup(func() { _ = p.stop(t) })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
@@ -150,9 +151,7 @@ func (p *exporterProc) get(t *testing.T, path string, header http.Header) respon
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v\nexporter log:\n%s", path, err, p.logs)

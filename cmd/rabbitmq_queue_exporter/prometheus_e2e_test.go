@@ -36,7 +36,7 @@ func TestRealPrometheusRelabelling(t *testing.T) {
 	pb, _ := url.Parse(second.MgmtURL)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "exporter.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`auth_modules:
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`auth_modules:
   primary:
     username: %s
     password: %s
@@ -45,12 +45,14 @@ func TestRealPrometheusRelabelling(t *testing.T) {
     username: %s
     password: %s
     targets: ['127\.0\.0\.1:%s']
-`, primary.User, primary.Password, pa.Port(), second.User, second.Password, pb.Port())), 0o600)
+`, primary.User, primary.Password, pa.Port(), second.User, second.Password, pb.Port())), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	exp := startExporter(t, nil, "--config.file="+cfg, "--no-metrics.queues")
 
 	promAddr := freePort(t)
 	promCfg := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(promCfg, []byte(fmt.Sprintf(`global:
+	if err := os.WriteFile(promCfg, []byte(fmt.Sprintf(`global:
   scrape_interval: 2s
   scrape_timeout: 2s
 scrape_configs:
@@ -70,7 +72,9 @@ scrape_configs:
         target_label: instance
       - target_label: __address__
         replacement: '%s'
-`, pa.Host, pb.Host, exp.addr)), 0o600)
+`, pa.Host, pb.Host, exp.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	promLogs := &scrapetest.LockedBuffer{}
@@ -78,11 +82,11 @@ scrape_configs:
 	if err := prom.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
 
 	type series struct {
 		Metric map[string]string `json:"metric"`
-		Value  [2]interface{}    `json:"value"`
+		Value  [2]any            `json:"value"`
 	}
 	query := func(q string) ([]series, error) {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +70,11 @@ func (b *fakeBrokers) track(_ net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		n := b.open.Add(1)
-		for p := b.peak.Load(); n > p && !b.peak.CompareAndSwap(p, n); p = b.peak.Load() {
+		for { // raise the peak unless another request raised it past n
+			p := b.peak.Load()
+			if n <= p || b.peak.CompareAndSwap(p, n) {
+				break
+			}
 		}
 	case http.StateClosed, http.StateHijacked:
 		b.open.Add(-1)
@@ -125,7 +129,7 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	for line := range strings.SplitSeq(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
@@ -248,7 +252,7 @@ func (p *exporterProc) reload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST /-/reload: %d", resp.StatusCode)
@@ -439,14 +443,14 @@ func (l *latencies) add(path string, d time.Duration) {
 }
 
 // summary returns the count, median and maximum of path's latencies.
-func (l *latencies) summary(path string) (n int, p50, max time.Duration) {
+func (l *latencies) summary(path string) (n int, p50, slowest time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := append([]time.Duration(nil), l.d[path]...)
 	if len(d) == 0 {
 		return 0, 0, 0
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	slices.Sort(d)
 	return len(d), d[len(d)/2], d[len(d)-1]
 }
 
@@ -515,14 +519,14 @@ func TestConcurrentLargeProbesBoundedMemory(t *testing.T) {
 		durations = append(durations, r.elapsed)
 		wire += r.bytes
 	}
-	sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
+	slices.Sort(durations)
 	t.Logf("%d concurrent probes of %d queues (broker body %s each) in %v: each %v to %v (median %v), %s gzip on the wire; broker requests %d",
 		probes, queues, mib(int64(len(api.Body()))), elapsed.Round(time.Millisecond), durations[0].Round(time.Millisecond),
 		durations[len(durations)-1].Round(time.Millisecond), durations[len(durations)/2].Round(time.Millisecond), mib(wire), api.Requests())
 	t.Logf("exporter peak RSS (VmHWM) %s, %s before the probes; goal %s", mib(hwm), mib(hwm0), mib(rssGoal))
 	for _, path := range []string{"/-/healthy", "/metrics"} {
-		n, p50, max := lat.summary(path)
-		t.Logf("%s during the load: %d answers, median %v, slowest %v", path, n, p50.Round(time.Microsecond), max.Round(time.Microsecond))
+		n, p50, slowest := lat.summary(path)
+		t.Logf("%s during the load: %d answers, median %v, slowest %v", path, n, p50.Round(time.Microsecond), slowest.Round(time.Microsecond))
 		// These never wait for a probe slot; on a 2-core machine shared with
 		// the brokers and the test, scheduling alone can delay one by a second
 		// or two, so only a stall fails the test (an exporter without the
@@ -530,8 +534,8 @@ func TestConcurrentLargeProbesBoundedMemory(t *testing.T) {
 		if n < 5 {
 			t.Errorf("%s answered only %d times during the load", path, n)
 		}
-		if max > 5*time.Second {
-			t.Errorf("%s took up to %v during the load", path, max)
+		if slowest > 5*time.Second {
+			t.Errorf("%s took up to %v during the load", path, slowest)
 		}
 	}
 	if api.Requests() != probes {
@@ -652,7 +656,7 @@ func minimalObjects(bodyBytes int64) http.HandlerFunc {
 			n, err = w.Write(chunk)
 		}
 		if err == nil {
-			io.WriteString(w, object+"]")
+			_, _ = io.WriteString(w, object+"]")
 		}
 	}
 }

@@ -98,10 +98,16 @@ func TestReloadPasswordFile(t *testing.T) {
 	pwFile := filepath.Join(dir, "pw")
 	modPw := filepath.Join(dir, "module-pw")
 	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(pwFile, []byte("first-secret\n"), 0o600)
-	os.WriteFile(modPw, []byte("first-secret\n"), 0o600)
+	if err := os.WriteFile(pwFile, []byte("first-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(modPw, []byte("first-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	goodCfg := "auth_modules:\n  m:\n    username: mon\n    password_file: " + modPw + "\n    targets: ['127\\.0\\.0\\.1:.*']\n"
-	os.WriteFile(cfg, []byte(goodCfg), 0o600)
+	if err := os.WriteFile(cfg, []byte(goodCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	p := startExporter(t, []string{"RABBITMQ_HOST=" + u.Host, "RABBITMQ_PASSWORD_FILE=" + pwFile}, "--config.file="+cfg)
 	probe := func(query string) map[string]float64 {
@@ -111,8 +117,12 @@ func TestReloadPasswordFile(t *testing.T) {
 		t.Fatalf("first probe: %v, password %v", s, lastPassword.Load())
 	}
 
-	os.WriteFile(pwFile, []byte("second-secret\n"), 0o600)
-	os.WriteFile(modPw, []byte("second-secret\n"), 0o600)
+	if err := os.WriteFile(pwFile, []byte("second-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(modPw, []byte("second-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +135,9 @@ func TestReloadPasswordFile(t *testing.T) {
 	}
 
 	// A broken file: POST /-/reload answers 500, the old config stays, metrics say so.
-	os.WriteFile(cfg, []byte("auth_modules:\n  m:\n    usernme: x\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("auth_modules:\n  m:\n    usernme: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := p.client.Post(p.url("/-/reload"), "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +153,9 @@ func TestReloadPasswordFile(t *testing.T) {
 	if m["rabbitmq_queue_exporter_config_last_reload_successful"] != 0 || m["rabbitmq_queue_exporter_config_last_reload_success_timestamp_seconds"] < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Fatalf("reload metrics wrong: %v", m["rabbitmq_queue_exporter_config_last_reload_successful"])
 	}
-	os.WriteFile(cfg, []byte(goodCfg), 0o600)
+	if err := os.WriteFile(cfg, []byte(goodCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	resp, err = p.client.Post(p.url("/-/reload"), "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,12 @@ func TestProbeRealTLSListener(t *testing.T) {
 		return fmt.Sprintf("  %s:\n    username: %s\n    password: %s\n    targets: ['(127\\.0\\.0\\.1|localhost):%s']\n%s", name, second.User, second.Password, tlsURL.Port(), tlsConfig)
 	}
 	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(cfg, []byte("auth_modules:\n"+
+	if err := os.WriteFile(cfg, []byte("auth_modules:\n"+
 		module("right_ca", "    tls_config:\n      ca_file: "+testbed.SecondCAFile+"\n")+
 		module("system_roots", "")+
-		module("wrong_ca", "    tls_config:\n      ca_file: "+filepath.Join(otherCA, "exporter.crt")+"\n")), 0o600)
+		module("wrong_ca", "    tls_config:\n      ca_file: "+filepath.Join(otherCA, "exporter.crt")+"\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	p := startExporter(t, nil, "--config.file="+cfg, "--no-metrics.queues")
 
 	tests := []struct {
@@ -62,7 +64,7 @@ func TestProbeRealTLSListener(t *testing.T) {
 			if res.status != 200 || s["probe_success"] != tc.success {
 				t.Fatalf("%d probe_success=%v, want %v\n%s", res.status, s["probe_success"], tc.success, res.body)
 			}
-			host := strings.Split(strings.TrimPrefix(strings.TrimPrefix(tc.target, "https://"), "http://"), ":")[0]
+			host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(tc.target, "https://"), "http://"), ":")
 			if tc.success == 1 && s[queueKey("rabbitmq_individual_queue_messages_ready", host, "/", q)] != 4 {
 				t.Fatalf("queue sample missing over https:\n%s", res.body)
 			}

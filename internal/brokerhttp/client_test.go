@@ -76,7 +76,7 @@ func serverTarget(t *testing.T, s *httptest.Server) Target {
 // judged for the request.
 func TestDialGuard(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok "+r.UserAgent())
+		_, _ = io.WriteString(w, "ok "+r.UserAgent())
 	}))
 	defer srv.Close()
 	m := testClient(t, ClientConfig{})
@@ -121,7 +121,7 @@ func TestRedirectsStayWithTheOrigin(t *testing.T) {
 		case "/away":
 			http.Redirect(w, r, other.URL+"/final", http.StatusFound)
 		case "/final":
-			io.WriteString(w, "final")
+			_, _ = io.WriteString(w, "final")
 		}
 	}))
 	defer srv.Close()
@@ -140,7 +140,7 @@ func TestRedirectsStayWithTheOrigin(t *testing.T) {
 // TestProxy: proxy_url sends requests through a real forwarding proxy; the
 // dial guard lets the proxy's address through.
 func TestProxy(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "origin") }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "origin") }))
 	defer srv.Close()
 	var proxied atomic.Int32
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +161,7 @@ func TestProxy(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
+		_, _ = io.Copy(w, resp.Body)
 	}))
 	defer proxy.Close()
 	pu, _ := url.Parse(proxy.URL)
@@ -175,7 +175,7 @@ func TestProxy(t *testing.T) {
 }
 
 func TestTLSSettings(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls") }))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "tls") }))
 	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS12}
 	srv.StartTLS()
 	defer srv.Close()

@@ -85,7 +85,7 @@ func TestTLSFilesThroughReader(t *testing.T) {
 			http.Error(w, "no client certificate", http.StatusForbidden)
 			return
 		}
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
 	srv.StartTLS()

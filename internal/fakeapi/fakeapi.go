@@ -90,10 +90,7 @@ func Counts(i int) (messages, ready, unacked int64) {
 		limit = 100_000_000
 	}
 	messages = int64((h >> 8) % limit)
-	unacked = int64((h >> 40) % 50)
-	if unacked > messages {
-		unacked = messages
-	}
+	unacked = min(int64((h>>40)%50), messages)
 	return messages, messages - unacked, unacked
 }
 

@@ -86,7 +86,10 @@ func TestLeanKeyOrder(t *testing.T) {
 	if !strings.HasPrefix(body, want) {
 		t.Fatalf("body starts %q", body[:40])
 	}
-	first := body[:strings.Index(body, "},")]
+	first, _, ok := strings.Cut(body, "},")
+	if !ok {
+		t.Fatalf("body has no second object: %q", body[:40])
+	}
 	last := -1
 	for _, k := range []string{`"messages":`, `"messages_ready":`, `"messages_unacknowledged":`, `"name":`, `"vhost":`} {
 		i := strings.Index(first, k)
@@ -168,8 +171,7 @@ func TestHandler(t *testing.T) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range 3 {
-		wg.Add(1)
-		go func() { defer wg.Done(); get("/api/queues", "monitor", "secret") }()
+		wg.Go(func() { get("/api/queues", "monitor", "secret") })
 	}
 	wg.Wait()
 	if d := time.Since(start); d < 150*time.Millisecond {

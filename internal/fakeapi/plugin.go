@@ -148,7 +148,7 @@ func appendPluginSample(b []byte, style PluginStyle, family string, vhost, name 
 // appendLabelValue escapes as prometheus_text_format:escape_label_value
 // does (backslash, double quote, line feed) in the escaped style.
 func appendLabelValue(b []byte, style PluginStyle, v []byte) []byte {
-	if !style.escapes() || bytes.IndexAny(v, "\\\"\n") < 0 {
+	if !style.escapes() || !bytes.ContainsAny(v, "\\\"\n") {
 		return append(b, v...)
 	}
 	for _, c := range v {

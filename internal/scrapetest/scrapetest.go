@@ -7,11 +7,13 @@ package scrapetest
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,7 +93,7 @@ func Decode(header http.Header, body []byte) ([]*dto.MetricFamily, error) {
 	for {
 		mf := &dto.MetricFamily{}
 		err := dec.Decode(mf)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return mfs, nil
 		}
 		if err != nil {
@@ -165,7 +167,7 @@ func Flatten(mfs []*dto.MetricFamily) (Samples, error) {
 			put := func(name string, v float64, extra ...string) error {
 				p := pairs
 				if len(extra) == 2 {
-					p = append(pairs[:len(pairs):len(pairs)], [2]string{extra[0], extra[1]})
+					p = append(slices.Clip(pairs), [2]string{extra[0], extra[1]})
 				}
 				k := key(name, p)
 				if _, dup := out[k]; dup {

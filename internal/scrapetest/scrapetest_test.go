@@ -46,7 +46,7 @@ func header(ct, enc string) http.Header {
 func gz(s string) []byte {
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)
-	w.Write([]byte(s))
+	_, _ = w.Write([]byte(s))
 	w.Close()
 	return b.Bytes()
 }

@@ -236,7 +236,7 @@ func (m Member) nodes() (map[string]NodeInfo, error) {
 	}
 	var list []NodeInfo
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("GET %s%s: %v", m.MgmtURL, path, err)
+		return nil, fmt.Errorf("GET %s%s: %w", m.MgmtURL, path, err)
 	}
 	nodes := make(map[string]NodeInfo, len(list))
 	for _, n := range list {

@@ -296,7 +296,7 @@ var fixtureVhosts = []string{"fixtures", `odd "vhost"\ ü`}
 // info of a plugin answer.
 func sampleLines(body []byte) []string {
 	var out []string
-	for _, line := range strings.Split(string(body), "\n") {
+	for line := range strings.SplitSeq(string(body), "\n") {
 		ours := strings.HasPrefix(line, "rabbitmq_build_info{") || strings.HasPrefix(line, "# TYPE rabbitmq_detailed_")
 		for _, v := range fixtureVhosts {
 			ours = ours || strings.HasPrefix(line, "rabbitmq_detailed_queue_messages") && strings.Contains(line, `{vhost="`+v+`",queue=`)

@@ -16,12 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,7 +190,7 @@ func runScript(t testing.TB, args ...string) error {
 		t.Logf("scripts/testbed.sh %s:\n%s", strings.Join(args, " "), s)
 	}
 	if err != nil {
-		return fmt.Errorf("scripts/testbed.sh %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("scripts/testbed.sh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -247,10 +249,8 @@ func (b Broker) API(t testing.TB, method, path string, body any) (int, []byte) {
 func (b Broker) mustAPI(t testing.TB, method, path string, body any, want ...int) []byte {
 	t.Helper()
 	code, data := b.API(t, method, path, body)
-	for _, w := range want {
-		if code == w {
-			return data
-		}
+	if slices.Contains(want, code) {
+		return data
 	}
 	t.Fatalf("testbed: %s %s%s: HTTP %d, want %v: %s", method, b.MgmtURL, path, code, want, snippet(data))
 	return nil
@@ -350,9 +350,7 @@ func (b Broker) DeclareQueueArgs(t testing.TB, conn *amqp.Connection, name, kind
 	defer ch.Close()
 	// Quorum and stream queues must be durable and neither exclusive nor auto-delete.
 	table := amqp.Table{"x-queue-type": kind}
-	for k, v := range args {
-		table[k] = v
-	}
+	maps.Copy(table, args)
 	if _, err := ch.QueueDeclare(name, true, false, false, false, table); err != nil {
 		t.Fatalf("testbed: declare %s queue %q: %v", kind, name, err)
 	}
@@ -533,7 +531,7 @@ func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout ti
 // poll GETs path every 250 ms until check accepts a 200 answer or timeout
 // passes. It returns "" on success, else what was seen last.
 func (b Broker) poll(path string, timeout time.Duration, check func(data []byte) (done bool, seen string)) string {
-	last := "no answer yet"
+	var last string
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -51,14 +51,14 @@ func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred confi
 		return err
 	}
 	defer resp.Body.Close()
-	max := c.MaxBodyBytes
-	if max <= 0 {
-		max = config.DefaultMaxBodyBytes
+	limit := c.MaxBodyBytes
+	if limit <= 0 {
+		limit = config.DefaultMaxBodyBytes
 	}
-	body := &limitedReader{r: resp.Body, remaining: max}
+	body := &limitedReader{r: resp.Body, remaining: limit}
 	if err := DecodeQueues(body, c.Limits, fn); err != nil {
 		if body.exceeded {
-			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.max-response-bytes)", ErrBodyTooLarge, max)
+			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.limit-response-bytes)", ErrBodyTooLarge, limit)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return deadlineError(ctx, ctxErr)
@@ -96,8 +96,7 @@ func transportError(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return deadlineError(ctx, ctxErr)
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = ue.Err
 	}
 	return fmt.Errorf("request failed: %w", err)
@@ -107,7 +106,7 @@ func transportError(ctx context.Context, err error) error {
 // cause that says whose deadline it was.
 func deadlineError(ctx context.Context, err error) error {
 	cause := context.Cause(ctx)
-	if cause != nil && cause != err && cause != context.Canceled {
+	if cause != nil && !errors.Is(err, cause) && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -167,7 +167,10 @@ func (d *decoder) more() bool {
 
 // ensure tries to make n bytes available at d.pos; fewer are available only at end of input.
 func (d *decoder) ensure(n int) {
-	for d.end-d.pos < n && d.more() {
+	for d.end-d.pos < n {
+		if !d.more() {
+			return
+		}
 	}
 }
 

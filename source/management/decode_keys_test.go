@@ -112,10 +112,10 @@ func randomQueue(rnd *rand.Rand, i, nfields int) (name, vhost string, c queue.Co
 		return name, vhost, c, 0 // a stream: no counts
 	}
 	for f := range nfields {
-		switch r := rnd.IntN(12); {
-		case r == 0:
+		switch r := rnd.IntN(12); r {
+		case 0:
 			continue // absent
-		case r == 1:
+		case 1:
 			c[f] = -1 // null
 		default:
 			c[f] = rnd.Int64N(int64(1) << (rnd.IntN(59) + 1)) // up to 18 digits, as fastQueue reads

@@ -48,10 +48,8 @@ func (d *decoder) readUint(c byte, what, key string, nullOK bool) (n int64, null
 	if c != '0' { // a leading 0 stands alone; a digit after it is a syntax error found by the caller
 		u = uint64(c - '0')
 		digits := 1
-		for {
-			if d.pos == d.end && !d.more() {
-				break // the caller reports the truncation
-			}
+		for d.pos != d.end || d.more() {
+
 			b := d.buf[d.pos:d.end]
 			i := 0
 			for ; i < len(b); i++ {

@@ -92,13 +92,13 @@ const (
 // to dst as encoding/json decodes it (U+FFFD for invalid UTF-8 and lone surrogates); without,
 // it only validates. final says that no input follows b; otherwise, rather than fail at the end
 // of b, it stops before an escape or UTF-8 sequence that b may cut, so that the caller can
-// refill and call again. Content longer than max input bytes fails as soon as the scan passes
-// max, so that the work stays bounded.
-func scanString(dst, b []byte, used, max int, keep, final bool) ([]byte, int, int, strStatus) {
+// refill and call again. Content longer than limit input bytes fails as soon as the scan passes
+// limit, so that the work stays bounded.
+func scanString(dst, b []byte, used, limit int, keep, final bool) ([]byte, int, int, strStatus) {
 	i := 0
 	for {
 		rest := b[i:]
-		if limit := max - used + 1; len(rest) > limit {
+		if limit := limit - used + 1; len(rest) > limit {
 			rest = rest[:limit] // the byte after the limit may still be the closing quote
 		}
 		var n int
@@ -112,7 +112,7 @@ func scanString(dst, b []byte, used, max int, keep, final bool) ([]byte, int, in
 		used += n
 		if n == len(rest) {
 			switch {
-			case used > max:
+			case used > limit:
 				return dst, i, used, strTooLong
 			case final:
 				return dst, i, used, strEnd
@@ -146,7 +146,7 @@ func scanString(dst, b []byte, used, max int, keep, final bool) ([]byte, int, in
 		}
 		i += n
 		used += n
-		if used > max {
+		if used > limit {
 			return dst, i, used, strTooLong
 		}
 	}

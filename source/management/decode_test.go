@@ -644,7 +644,7 @@ func TestDecodeCallbackError(t *testing.T) {
 		}
 		return nil
 	})
-	if err != stop {
+	if !errors.Is(err, stop) {
 		t.Fatalf("got %v, want the callback's error unchanged", err)
 	}
 	if calls != 2 {
@@ -834,7 +834,7 @@ func TestDecodeConcurrent(t *testing.T) {
 			for range 50 {
 				got, err := decodeAll(iotest.HalfReader(bytes.NewReader(data)), DecodeLimits{})
 				if err != nil || !reflect.DeepEqual(got, want) {
-					errs <- fmt.Errorf("got %v %+v", err, got)
+					errs <- fmt.Errorf("got %v %+v", err, got) //nolint:errorlint // err may be nil here
 					return
 				}
 			}

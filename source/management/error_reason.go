@@ -85,9 +85,9 @@ func oneLine(s string) string {
 		return r
 	}, s)
 	s = strings.Join(strings.Fields(s), " ")
-	const max = 200
-	if len(s) > max {
-		cut := max
+	const maxLen = 200
+	if len(s) > maxLen {
+		cut := maxLen
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}

@@ -76,7 +76,7 @@ func ParseNodes(b []byte) ([]Node, error) {
 		} `json:"contexts"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("node listing is not a JSON array of nodes: %v", err)
+		return nil, fmt.Errorf("node listing is not a JSON array of nodes: %w", err)
 	}
 	nodes := make([]Node, 0, len(raw))
 	for _, r := range raw {
@@ -127,7 +127,7 @@ func (c *Client) ListVhosts(ctx context.Context, t brokerhttp.Target, cred confi
 		if body.exceeded {
 			return nil, fmt.Errorf("vhost listing is larger than %d bytes", maxNodesBytes)
 		}
-		return nil, fmt.Errorf("vhost listing is not a JSON array of vhosts: %v", err)
+		return nil, fmt.Errorf("vhost listing is not a JSON array of vhosts: %w", err)
 	}
 	names := make([]string, 0, len(raw))
 	for _, v := range raw {

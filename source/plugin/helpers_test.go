@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -59,25 +58,6 @@ func equalSamples(a, b map[sample]int64) bool {
 		}
 	}
 	return true
-}
-
-// normalise replaces each byte that is not part of valid UTF-8 with U+FFFD,
-// as QueueSet and encoding/json do.
-func normalise(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b.WriteRune(utf8.RuneError)
-		} else {
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
 }
 
 // exposed writes qs out and reads it back with expfmt's parser: the samples
@@ -155,5 +135,3 @@ func diffSamples(got, want map[sample]int64) string {
 	sort.Strings(out)
 	return strings.Join(out, "\n")
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -155,7 +155,7 @@ func TestRawForgeries(t *testing.T) {
 	}
 	// A name can also forge the line that ends the block, with a victim
 	// listed twice in one family.
-	cases["victim twice"] = strings.Replace(forged("x"), `queue="x"} `, `queue="a"} `, -1)
+	cases["victim twice"] = strings.ReplaceAll(forged("x"), `queue="x"} `, `queue="a"} `)
 	for what, body := range cases {
 		r, _, err := parseRecorded([]byte(body), Limits{})
 		if !refused(err) {

@@ -30,7 +30,7 @@ func escapedReference(body []byte) (map[sample]int64, bool) {
 	for i, f := range queue.Fields() {
 		fields[f.Plugin] = i
 	}
-	for _, l := range strings.Split(string(body), "\n") {
+	for l := range strings.SplitSeq(string(body), "\n") {
 		m := escapedLine.FindStringSubmatch(l)
 		if m == nil {
 			continue
@@ -92,10 +92,10 @@ func expfmtReference(body []byte) (map[sample]int64, bool) {
 // NAME{vhost="V",queue="N"} VALUE with V and N any bytes (line feeds
 // included), the same rows in the same order in each of them; other
 // families' samples are single lines. It returns the distinct readings of
-// our families (at most max), and false when the search grew too large to
+// our families (at most limit), and false when the search grew too large to
 // finish. Like the plugin, a reading has a block for each of our families:
 // without that, the first block's last name could swallow all the rest.
-func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
+func rawReadings(body []byte, limit int) ([]map[sample]int64, bool) {
 	if len(body) > 4096 {
 		return nil, false // the search is exponential: small inputs only
 	}
@@ -161,7 +161,7 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 		}
 		var walk func(i int, chosen [][2]string)
 		walk = func(i int, chosen [][2]string) {
-			if len(readings) >= max {
+			if len(readings) >= limit {
 				return
 			}
 			if i == len(splits) {
@@ -189,7 +189,7 @@ func rawReadings(body []byte, max int) ([]map[sample]int64, bool) {
 	}
 	var search func(i int, blocks []block)
 	search = func(i int, blocks []block) {
-		if budget--; budget < 0 || len(readings) >= max {
+		if budget--; budget < 0 || len(readings) >= limit {
 			return
 		}
 		if i == len(lines) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,11 +180,9 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 		if m.unusable != "" {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			sets[i], errs[i] = readMember(ctx, target, m.endpoint, module, cluster.vhosts)
-		}()
+		})
 	}
 	wg.Wait()
 
@@ -206,7 +205,7 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 			logger.Warn("reading a cluster member's plugin failed", "node", m.node, "endpoint", m.endpoint.String(), "err", errs[i])
 			if p.Strict {
 				p.members.forget(key)
-				return nil, fmt.Errorf("member %s: %v", m.node, errs[i])
+				return nil, fmt.Errorf("member %s: %w", m.node, errs[i])
 			}
 			continue
 		}
@@ -217,11 +216,11 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 		p.members.forget(key) // membership may have changed
 	}
 	if read == 0 {
-		reasons := ""
+		var reasons strings.Builder
 		for _, s := range statuses {
-			reasons += fmt.Sprintf("; %s: %s", s.Node, s.Reason)
+			fmt.Fprintf(&reasons, "; %s: %s", s.Node, s.Reason)
 		}
-		return nil, fmt.Errorf("no cluster member's rabbitmq_prometheus plugin could be read%s", reasons)
+		return nil, fmt.Errorf("no cluster member's rabbitmq_prometheus plugin could be read%s", reasons.String())
 	}
 	// The first member's set takes the others' queues: no copy of its own
 	// (the whole listing on a single node), which took an eighth of the
@@ -289,7 +288,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 // requestError names why a request ended: a shared request ends with a cause
 // that says whose deadline it was.
 func requestError(ctx context.Context, err error) error {
-	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	var ue interface{ Unwrap() error }
