@@ -21,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
@@ -40,6 +41,7 @@ const (
 // preference that the exporter writes (OpenMetrics 1.0.0 or 0.0.1, text
 // 0.0.4), else text 0.0.4.
 type prometheusAccept struct {
+	line           string // release line and option, e.g. "2.55 utf8"
 	config, header string
 	want           string // media type and version, e.g. "application/openmetrics-text 1.0.0"
 }
@@ -65,8 +67,8 @@ func prometheusAccepts() []prometheusAccept {
 	// 2.0 to 2.48: two fixed headers, the second with
 	// --enable-feature=native-histograms (2.40+).
 	out := []prometheusAccept{
-		{"2.0-2.48 default", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "application/openmetrics-text 1.0.0"},
-		{"2.40-2.48 native histograms", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "application/openmetrics-text 1.0.0"},
+		{"2.0-2.48", "2.0-2.48 default", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "application/openmetrics-text 1.0.0"},
+		{"2.40-2.48", "2.40-2.48 native histograms", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", "application/openmetrics-text 1.0.0"},
 	}
 	// build is scrape.acceptHeader: each protocol's clause plus extra(it),
 	// weights counting down from known+1, then */*.
@@ -83,10 +85,10 @@ func prometheusAccepts() []prometheusAccept {
 	two := []string{acceptProto, acceptText0, acceptOM0, acceptOM1}
 	for _, sps := range orderedSubsets(two) {
 		// 2.49 wrote the */* weight without "0." (q=1 or more).
-		out = append(out, prometheusAccept{"2.49 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=%d", none), wantOf(sps)})
-		out = append(out, prometheusAccept{"2.50-2.54 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=0.%d", none), wantOf(sps)})
+		out = append(out, prometheusAccept{"2.49", "2.49 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=%d", none), wantOf(sps)})
+		out = append(out, prometheusAccept{"2.50-2.54", "2.50-2.54 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=0.%d", none), wantOf(sps)})
 		// 2.55: metric_name_validation_scheme utf8 adds escaping=allow-utf-8 to every clause.
-		out = append(out, prometheusAccept{"2.55 utf8 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=0.%d", func(string) string { return ";escaping=allow-utf-8" }), wantOf(sps)})
+		out = append(out, prometheusAccept{"2.55 utf8", "2.55 utf8 " + strings.Join(sps, " "), build(sps, 4, "*/*;q=0.%d", func(string) string { return ";escaping=allow-utf-8" }), wantOf(sps)})
 	}
 	three := []string{acceptProto, acceptText0, acceptText1, acceptOM0, acceptOM1}
 	for _, sps := range orderedSubsets(three) {
@@ -98,11 +100,11 @@ func prometheusAccepts() []prometheusAccept {
 			}
 			return ""
 		}
-		out = append(out, prometheusAccept{"3.0-3.3 legacy " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", v30), wantOf(sps)})
-		out = append(out, prometheusAccept{"3.0-3.3 utf8 " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", func(sp string) string { return v30(sp) + ";escaping=allow-utf-8" }), wantOf(sps)})
+		out = append(out, prometheusAccept{"3.0-3.3 legacy", "3.0-3.3 legacy " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", v30), wantOf(sps)})
+		out = append(out, prometheusAccept{"3.0-3.3 utf8", "3.0-3.3 utf8 " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", func(sp string) string { return v30(sp) + ";escaping=allow-utf-8" }), wantOf(sps)})
 		// 3.4 on: metric_name_escaping_scheme on text 1.0.0 and OpenMetrics 1.0.0 only.
 		for _, scheme := range []string{"allow-utf-8", "underscores", "dots", "values"} {
-			out = append(out, prometheusAccept{"3.4+ " + scheme + " " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", func(sp string) string {
+			out = append(out, prometheusAccept{"3.4+ " + scheme, "3.4+ " + scheme + " " + strings.Join(sps, " "), build(sps, 5, "*/*;q=0.%d", func(sp string) string {
 				if sp == acceptText1 || sp == acceptOM1 {
 					return ";escaping=" + scheme
 				}
@@ -184,7 +186,41 @@ func formatOf(t *testing.T, contentType string) string {
 	return mt + " " + params["version"]
 }
 
+// TestEveryPrometheusAcceptHeader answers the thousands of headers of
+// prometheusAccepts; TestPrometheusAcceptHeaderSample answers a few of each
+// release line in the hermetic lane.
 func TestEveryPrometheusAcceptHeader(t *testing.T) {
+	testbed.RequireFull(t, "exhaustive (every Accept header Prometheus sends)")
+	checkAcceptHeaders(t, prometheusAccepts())
+}
+
+// TestPrometheusAcceptHeaderSample answers, for each release line and
+// option, the first header that line sends for each format it can get.
+func TestPrometheusAcceptHeaderSample(t *testing.T) {
+	checkAcceptHeaders(t, sampleAccepts(prometheusAccepts()))
+}
+
+// sampleAccepts keeps the first header of each release line for each
+// answer it must get.
+func sampleAccepts(all []prometheusAccept) []prometheusAccept {
+	seen := map[[2]string]bool{}
+	var out []prometheusAccept
+	for _, a := range all {
+		k := [2]string{a.line, a.want}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// checkAcceptHeaders scrapes /probe and /metrics with each header, with and
+// without gzip: each answer must be in the format Prometheus prefers, decode
+// by its headers, hold the expected samples, and every offered format must
+// have been answered.
+func checkAcceptHeaders(t *testing.T, accepts []prometheusAccept) {
+	t.Helper()
 	h := metricsTestHandler(t)
 	queueSample := queueKey("rabbitmq_individual_queue_messages", "/", "fx.classic")
 	for _, endpoint := range []struct {
@@ -200,7 +236,7 @@ func TestEveryPrometheusAcceptHeader(t *testing.T) {
 		// answer is decoded in full; the others must have its shape (see
 		// shapeOf), which makes them just as valid.
 		validated := map[string]string{}
-		for _, a := range prometheusAccepts() {
+		for _, a := range accepts {
 			for _, encoding := range []string{"gzip", "identity"} {
 				res := doScrapeRaw(t, endpoint.handler, http.Header{"Accept": {a.header}, "Accept-Encoding": {encoding}})
 				what := fmt.Sprintf("/%s, Prometheus %s, Accept-Encoding %s", endpoint.name, a.config, encoding)
@@ -286,7 +322,11 @@ func doScrapeRaw(t *testing.T, h http.HandlerFunc, header http.Header) *httptest
 // TestPromtoolAcceptsEveryFormat checks /metrics (with the Go and process
 // collectors, whose go_memstats_alloc_bytes gauge and _total counter collide
 // in OpenMetrics) and /probe in every format the exporter offers.
+// In the full lane only: promtool runs once per format, endpoint and
+// encoding; cmd/rabbitmq_queue_exporter's TestAnswersAsPrometheusAsks runs
+// it on a few answers of the built exporter in the hermetic lane.
 func TestPromtoolAcceptsEveryFormat(t *testing.T) {
+	testbed.RequireFull(t, "exhaustive (promtool on every format)")
 	h := metricsTestHandler(t)
 	for _, endpoint := range []struct {
 		name    string

@@ -29,6 +29,25 @@ const (
 // Enabled reports whether this run includes the broker tests.
 func Enabled() bool { return os.Getenv(EnvBrokers) == "1" && !testing.Short() }
 
+// The full lane is the broker lane: besides the broker tests it runs the
+// exhaustive and slow hermetic ones (every Accept header Prometheus sends,
+// the Dockerfile.source build), which would keep a plain `go test ./...`
+// from finishing within a minute on a 2-core machine. The hermetic lane
+// covers the same code with representative cases.
+
+// Full reports whether this run is the full lane (see RequireFull).
+func Full() bool { return Enabled() }
+
+// RequireFull skips t unless the full lane is on: EnvBrokers=1 and not
+// -short. what says why the test waits for that lane (e.g. "exhaustive").
+// Unlike Require it needs no broker.
+func RequireFull(t testing.TB, what string) {
+	t.Helper()
+	if !Full() {
+		t.Skipf("%s: runs in the full lane only (%s=1 without -short, as make test does)", what, EnvBrokers)
+	}
+}
+
 // Require skips t unless the broker lane is on. In the lane, a broker that
 // does not answer fails the test: nothing that needs a broker skips there.
 func Require(t testing.TB) {
