@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -101,7 +100,7 @@ func Cluster(t testing.TB) ClusterInfo {
 	Require(t)
 	useShared(t)
 	c := clusterInfo()
-	waitReady(t, describe("cluster", c.Members[0].MgmtURL), c.ready, readyLimit)
+	waitReady(t, describe("cluster", c.Members[0].MgmtURL), c.ready)
 	return c
 }
 
@@ -139,7 +138,7 @@ func (m Member) pluginListening() error {
 	if err != nil {
 		return err
 	}
-	conn, err := net.DialTimeout("tcp", u.Host, 3*time.Second)
+	conn, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -177,7 +176,7 @@ func StartMember(t testing.TB, i int) Member {
 		t.Fatalf("testbed: starting cluster member %d: %v", i, err)
 	}
 	m := clusterMember(i)
-	waitReady(t, fmt.Sprintf("cluster member %d after start", i), m.ready, readyLimit)
+	waitReady(t, fmt.Sprintf("cluster member %d after start", i), m.ready)
 	return m
 }
 
@@ -224,7 +223,7 @@ func (m Member) Nodes(t testing.TB) map[string]NodeInfo {
 }
 
 func (m Member) nodes() (map[string]NodeInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := requestContext()
 	defer cancel()
 	path := "/api/nodes?columns=name,running,contexts"
 	code, data, err := m.do(ctx, http.MethodGet, path, nil)
@@ -271,7 +270,7 @@ func (m Member) PluginClient(t testing.TB) *http.Client {
 // but 200 fails the test.
 func (m Member) Scrape(t testing.TB, path string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := requestContext()
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.PluginURL+path, nil)
 	if err != nil {
@@ -341,7 +340,8 @@ func (m Member) DeclareReplicated(t testing.TB, c ClusterInfo, vhost, name, kind
 
 // checkPlacement fails the test unless the queue's leader is m.Node and, when
 // members is not nil, its replicas are exactly those nodes. It polls for a while: a
-// new stream lists its members only once the stream coordinator has started them.
+// new stream lists its members only once the stream coordinator has started them
+// (up to Patience on a busy machine).
 func (m Member) checkPlacement(t testing.TB, vhost, name string, members []string) {
 	t.Helper()
 	want := slices.Sorted(slices.Values(members))

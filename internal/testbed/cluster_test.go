@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -88,21 +87,16 @@ func TestClusterQueuePerMember(t *testing.T) {
 	for _, m := range c.Members {
 		// The plugin reads counts the queues report every 5 s.
 		var last map[string]coarse
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		_ = Await(t, m.Node+"'s plugin to report the counts of its queues only", Patience, func() error {
 			last = coarseCounts(t, m.Scrape(t, coarsePath+"&vhost="+url.QueryEscape(vhost)), vhost)
-			ok := true
 			for q, w := range wants {
 				got, listed := last[q]
 				if listed != (owner[q] == m.Node) || listed && got != w {
-					ok = false
+					return fmt.Errorf("%q: listed %v, counts %+v", q, listed, got)
 				}
 			}
-			if ok || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+			return nil
+		})
 		for q, w := range wants {
 			got, listed := last[q]
 			switch {
@@ -132,7 +126,7 @@ func TestClusterReplicatedPlacement(t *testing.T) {
 		names = append(names, name)
 	}
 	for _, name := range names {
-		m.WaitForCounts(t, vhost, name, 2, 2, 0, 20*time.Second)
+		m.WaitForCounts(t, vhost, name, 2, 2, 0, Patience)
 	}
 }
 

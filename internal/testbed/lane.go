@@ -69,13 +69,14 @@ func RequireFaults(t testing.TB) {
 	if os.Getenv(EnvFaults) != "1" {
 		t.Skipf("stops shared brokers: runs in the fault pass (%s=1 go test -p 1 -run '^TestFault', as make test does)", EnvFaults)
 	}
-	// Fault tests of one package take turns even if one calls t.Parallel.
-	faultTurn.Lock()
-	t.Cleanup(faultTurn.Unlock)
+	// A fault test must not be parallel: paused by t.Parallel while holding
+	// a stopped member, it would hold the cluster until every sequential
+	// test of the package ended, and those wait for the cluster. t.Setenv
+	// makes the testing package refuse t.Parallel here (before or after),
+	// so fault tests of one package run one at a time, by construction.
+	t.Setenv(EnvFaults, "1")
 	brokersUse.hold(t, true)
 }
-
-var faultTurn sync.Mutex
 
 // inFaultPass is checked by the helpers that stop brokers.
 func inFaultPass(t testing.TB, helper string) {
@@ -175,18 +176,13 @@ func useShared(t testing.TB) {
 	brokersUse.hold(t, false)
 }
 
-// waitReady polls ready until it succeeds, for at most limit, and fails the
-// test naming what it waited for and the last error.
-func waitReady(t testing.TB, what string, ready func() error, limit time.Duration) {
+// waitReady polls ready until it succeeds, for at most Patience, and fails
+// the test naming what it waited for and the last error.
+func waitReady(t testing.TB, what string, ready func() error) {
 	t.Helper()
-	if err := waitFor(ready, limit); err != nil {
-		t.Fatalf("testbed: %s not ready within %v: %v (start the test brokers with scripts/testbed.sh all)", what, limit, err)
+	if err := Await(t, what, Patience, ready); err != nil {
+		t.Fatalf("testbed: %s not ready within %v: %v (start the test brokers with scripts/testbed.sh all)", what, Patience, err)
 	}
 }
-
-// readyLimit caps the wait for a broker the lane expects up: generous, since
-// a broker on a busy machine answers slowly, and polled, so a ready broker
-// costs nothing.
-const readyLimit = 2 * time.Minute
 
 func describe(what, url string) string { return fmt.Sprintf("%s broker %s", what, url) }

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +64,9 @@ const (
 	Stream  = "stream"
 )
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+// httpClient has no timeout of its own: every request carries a context
+// bounded by requestCap or by the wait it belongs to.
+var httpClient = &http.Client{}
 
 // Primary returns the primary broker (never stopped by tests), skipping t
 // outside the broker lane.
@@ -71,7 +74,7 @@ func Primary(t testing.TB) Broker {
 	t.Helper()
 	Require(t)
 	b := primaryBroker()
-	waitReady(t, describe("primary", b.MgmtURL), b.ready, readyLimit)
+	waitReady(t, describe("primary", b.MgmtURL), b.ready)
 	return b
 }
 
@@ -81,7 +84,7 @@ func Second(t testing.TB) Broker {
 	Require(t)
 	useShared(t)
 	b := secondBroker()
-	waitReady(t, describe("second", b.MgmtURL), b.ready, readyLimit)
+	waitReady(t, describe("second", b.MgmtURL), b.ready)
 	return b
 }
 
@@ -94,7 +97,7 @@ func StartSecond(t testing.TB) Broker {
 	if err := runScript(t, "second"); err != nil {
 		t.Fatalf("testbed: starting second node: %v", err)
 	}
-	waitReady(t, "second node after start", b.ready, readyLimit)
+	waitReady(t, "second node after start", b.ready)
 	return b
 }
 
@@ -127,8 +130,10 @@ func secondBroker() Broker {
 
 // ready reports whether the management API answers 200 with b's credentials and the
 // AMQP port accepts connections (the management listener starts slightly earlier).
+// One attempt of a polled wait: its own caps only keep a hung attempt from
+// stalling the poll.
 func (b Broker) ready() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	code, body, err := b.do(ctx, http.MethodGet, "/api/overview", nil)
 	if err != nil {
@@ -137,23 +142,11 @@ func (b Broker) ready() error {
 	if code != http.StatusOK {
 		return fmt.Errorf("GET %s/api/overview: HTTP %d: %s", b.MgmtURL, code, snippet(body))
 	}
-	c, err := net.DialTimeout("tcp", b.AMQPURL, 3*time.Second)
+	c, err := net.DialTimeout("tcp", b.AMQPURL, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	return c.Close()
-}
-
-// waitFor calls ready every 500 ms until it succeeds or timeout passes.
-func waitFor(ready func() error, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := ready()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // RepoRoot walks up from the working directory (a test's package directory) to the
@@ -237,7 +230,7 @@ func (b Broker) do(ctx context.Context, method, path string, body any) (int, []b
 // path must already be escaped, e.g. "/api/queues/" + url.PathEscape(vhost).
 func (b Broker) API(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := requestContext()
 	defer cancel()
 	code, data, err := b.do(ctx, method, path, body)
 	if err != nil {
@@ -277,7 +270,8 @@ func (b Broker) CreateVhost(t testing.TB, name string) {
 }
 
 // DeleteVhost deletes vhost; a missing vhost or an unreachable broker (e.g. stopped
-// by the test) is only logged, since this mostly runs as cleanup.
+// by the test) is only logged, since this mostly runs as cleanup. A busy broker's
+// transient failures (timeouts, 5xx) are retried.
 func (b Broker) DeleteVhost(t testing.TB, name string) {
 	t.Helper()
 	b.deleteQuietly(t, "/api/vhosts/"+url.PathEscape(name))
@@ -291,14 +285,34 @@ func (b Broker) DeleteQueue(t testing.TB, vhost, name string) {
 
 func (b Broker) deleteQuietly(t testing.TB, path string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	code, data, err := b.do(ctx, http.MethodDelete, path, nil)
-	switch {
-	case err != nil:
-		t.Logf("testbed: DELETE %s%s: %v", b.MgmtURL, path, err)
-	case code != http.StatusNoContent && code != http.StatusNotFound:
-		t.Errorf("testbed: DELETE %s%s: HTTP %d: %s", b.MgmtURL, path, code, snippet(data))
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := requestContext()
+		code, data, err := b.do(ctx, http.MethodDelete, path, nil)
+		cancel()
+		var problem string
+		switch {
+		case err != nil && errors.Is(err, syscall.ECONNREFUSED):
+			// Stopped (by a fault test): its queues go with its data or
+			// are deleted by the restart's own cleanup.
+			t.Logf("testbed: DELETE %s%s: %v", b.MgmtURL, path, err)
+			return
+		case err != nil:
+			problem = err.Error()
+		case code == http.StatusNoContent || code == http.StatusNotFound:
+			return
+		case code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests:
+			problem = fmt.Sprintf("HTTP %d: %s", code, snippet(data))
+		default:
+			t.Errorf("testbed: DELETE %s%s: HTTP %d: %s", b.MgmtURL, path, code, snippet(data))
+			return
+		}
+		if attempt == attempts {
+			t.Errorf("testbed: DELETE %s%s: %s (attempt %d of %d)", b.MgmtURL, path, problem, attempt, attempts)
+			return
+		}
+		t.Logf("testbed: DELETE %s%s: %s; retrying (attempt %d of %d)", b.MgmtURL, path, problem, attempt, attempts)
+		time.Sleep(time.Duration(attempt) * time.Second)
 	}
 }
 
@@ -307,22 +321,16 @@ func (b Broker) deleteQuietly(t testing.TB, path string) {
 func (b Broker) Dial(t testing.TB, vhost string) *amqp.Connection {
 	t.Helper()
 	u := url.URL{Scheme: "amqp", User: url.UserPassword(b.User, b.Password), Host: b.AMQPURL, Path: "/"}
-	cfg := amqp.Config{Vhost: vhost, Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second)}
-	var (
-		conn *amqp.Connection
-		err  error
-	)
+	// Heartbeats every 30 s: a busy broker or test process can miss a
+	// 10 s one twice and drop the connection.
+	cfg := amqp.Config{Vhost: vhost, Heartbeat: 30 * time.Second, Dial: amqp.DefaultDial(30 * time.Second)}
+	var conn *amqp.Connection
 	// A just-created vhost can take a moment before it accepts connections.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	WaitFor(t, fmt.Sprintf("AMQP %s to accept %s in vhost %q", b.AMQPURL, b.User, vhost), Patience, func() error {
+		var err error
 		conn, err = amqp.DialConfig(u.String(), cfg)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("testbed: AMQP dial %s vhost %q as %s: %v", b.AMQPURL, vhost, b.User, err)
-	}
+		return err
+	})
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
@@ -374,7 +382,7 @@ func (b Broker) Publish(t testing.TB, conn *amqp.Connection, queue string, n int
 	// Returns precede the confirm of the same message, so after the last confirm
 	// every return is already in this channel.
 	returns := ch.NotifyReturn(make(chan amqp.Return, n+1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
 	defer cancel()
 	confirms := make([]*amqp.DeferredConfirmation, 0, n)
 	for i := range n {
@@ -435,7 +443,7 @@ func (b Broker) HoldUnacked(t testing.TB, conn *amqp.Connection, queue string, n
 	if err != nil {
 		t.Fatalf("testbed: consume %q: %v", queue, err)
 	}
-	timeout := time.After(15 * time.Second)
+	timeout := time.After(Patience)
 	for got := 0; got < n; {
 		select {
 		case _, ok := <-deliveries:
@@ -444,7 +452,7 @@ func (b Broker) HoldUnacked(t testing.TB, conn *amqp.Connection, queue string, n
 			}
 			got++
 		case <-timeout:
-			t.Fatalf("testbed: only %d of %d deliveries from %q within 15s", got, n, queue)
+			t.Fatalf("testbed: only %d of %d deliveries from %q within %v", got, n, queue, Patience)
 		}
 	}
 	select {
@@ -489,7 +497,8 @@ func (b Broker) QueueCounts(t testing.TB, vhost, queue string) Counts {
 }
 
 // WaitForCounts polls the queue until the management API reports exactly these
-// counts. The broker refreshes queue stats only every ~5 s, so allow at least 10 s.
+// counts. The broker refreshes queue stats only every ~5 s, so allow at least 10 s;
+// the wait lasts up to Patience even if timeout is shorter.
 func (b Broker) WaitForCounts(t testing.TB, vhost, queue string, messages, ready, unacked int64, timeout time.Duration) {
 	t.Helper()
 	last := b.poll(queuePath(vhost, queue), timeout, func(data []byte) (bool, string) {
@@ -501,12 +510,12 @@ func (b Broker) WaitForCounts(t testing.TB, vhost, queue string, messages, ready
 	})
 	if last != "" {
 		t.Fatalf("testbed: queue %q in vhost %q: want messages=%d ready=%d unacked=%d within %v, last seen %s",
-			queue, vhost, messages, ready, unacked, timeout, last)
+			queue, vhost, messages, ready, unacked, max(timeout, Patience), last)
 	}
 }
 
 // WaitForQueueListed polls GET /api/queues/{vhost} (the listing the exporter reads)
-// until queue appears in it.
+// until queue appears in it, for up to Patience even if timeout is shorter.
 func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout time.Duration) {
 	t.Helper()
 	last := b.poll("/api/queues/"+url.PathEscape(vhost)+"?columns=name", timeout, func(data []byte) (bool, string) {
@@ -524,17 +533,18 @@ func (b Broker) WaitForQueueListed(t testing.TB, vhost, queue string, timeout ti
 		return false, fmt.Sprintf("%d other queues listed", len(qs))
 	})
 	if last != "" {
-		t.Fatalf("testbed: queue %q not listed in vhost %q within %v: %s", queue, vhost, timeout, last)
+		t.Fatalf("testbed: queue %q not listed in vhost %q within %v: %s", queue, vhost, max(timeout, Patience), last)
 	}
 }
 
 // poll GETs path every 250 ms until check accepts a 200 answer or timeout
-// passes. It returns "" on success, else what was seen last.
+// (at least Patience) passes. It returns "" on success, else what was seen
+// last.
 func (b Broker) poll(path string, timeout time.Duration, check func(data []byte) (done bool, seen string)) string {
 	var last string
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(max(timeout, Patience))
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := requestContext()
 		code, data, err := b.do(ctx, http.MethodGet, path, nil)
 		cancel()
 		switch {
