@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bytes"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -190,8 +190,6 @@ func TestFaultPluginFixtures(t *testing.T) {
 	var (
 		plugin          map[int][]byte
 		listing, nodes  []byte
-		problem         string
-		deadline        = time.Now().Add(30 * time.Second)
 		nodesWithPlugin = func(data []byte) bool {
 			var list []NodeInfo
 			if json.Unmarshal(data, &list) != nil || len(list) != len(c.Members) {
@@ -205,20 +203,16 @@ func TestFaultPluginFixtures(t *testing.T) {
 			return true
 		}
 	)
-	for {
+	WaitFor(t, "the fixture counts to settle in the management listing and every plugin", Patience, func() error {
 		plugin, listing, nodes = snapshot(c.Members)
-		problem = settled(plugin, listing)
-		if problem == "" && !nodesWithPlugin(nodes) {
-			problem = "a member without its prometheus context"
+		if problem := settled(plugin, listing); problem != "" {
+			return errors.New(problem)
 		}
-		if problem == "" || time.Now().After(deadline) {
-			break
+		if !nodesWithPlugin(nodes) {
+			return errors.New("a member without its prometheus context")
 		}
-		time.Sleep(time.Second)
-	}
-	if problem != "" {
-		t.Fatalf("counts did not settle within 30s: %s", problem)
-	}
+		return nil
+	})
 	for i, body := range plugin {
 		write(fmt.Sprintf("rabbit%d.txt", i), body)
 	}
@@ -233,21 +227,17 @@ func TestFaultPluginFixtures(t *testing.T) {
 	StopMember(t, 4)
 	others := []Member{c.Member(3), c.Member(5)}
 	quorumLine := []byte("rabbitmq_detailed_queue_messages{vhost=\"fixtures\",queue=")
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	WaitFor(t, "exactly one member to report the quorum queue after its leader stopped", Patience, func() error {
 		plugin, listing, nodes = snapshot(others)
 		n := 0
 		for _, body := range plugin {
 			n += bytes.Count(body, append(quorumLine, []byte("\"quorum ")...))
 		}
-		if n == 1 || time.Now().After(deadline) {
-			if n != 1 {
-				t.Fatalf("quorum queue reported by %d members after its leader stopped", n)
-			}
-			break
+		if n != 1 {
+			return fmt.Errorf("quorum queue reported by %d members", n)
 		}
-		time.Sleep(time.Second)
-	}
+		return nil
+	})
 	for i, body := range plugin {
 		write(fmt.Sprintf("rabbit4-stopped-rabbit%d.txt", i), body)
 	}

@@ -38,8 +38,8 @@ func populate(t *testing.T, b Broker) {
 		}
 	}
 	for _, c := range cases {
-		b.WaitForQueueListed(t, vhost, names[c.kind], 10*time.Second)
-		b.WaitForCounts(t, vhost, names[c.kind], c.messages, c.ready, c.unacked, 15*time.Second)
+		b.WaitForQueueListed(t, vhost, names[c.kind], Patience)
+		b.WaitForCounts(t, vhost, names[c.kind], c.messages, c.ready, c.unacked, Patience)
 	}
 }
 

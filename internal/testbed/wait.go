@@ -44,7 +44,12 @@ func WaitFor(t testing.TB, what string, limit time.Duration, ready func() error)
 // that reports what it saw itself.
 func Await(t testing.TB, what string, limit time.Duration, ready func() error) error {
 	t.Helper()
-	limit = max(limit, Patience)
+	return await(t, what, max(limit, Patience), ready)
+}
+
+// await polls ready for exactly limit.
+func await(t testing.TB, what string, limit time.Duration, ready func() error) error {
+	t.Helper()
 	start := time.Now()
 	nextLog := start.Add(logEvery)
 	for {
