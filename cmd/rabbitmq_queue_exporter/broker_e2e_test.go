@@ -95,7 +95,7 @@ func TestRealBrokerExactCounts(t *testing.T) {
 	}
 	for _, path := range []string{"/probe", "/probe?target=" + url.QueryEscape(b.MgmtURL), "/metrics"} {
 		var lastErr error
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(testbed.Patience)
 		for {
 			res := p.get(t, path, nil)
 			if res.status != 200 {
@@ -109,7 +109,7 @@ func TestRealBrokerExactCounts(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("GET %s: %v\n%s", path, lastErr, res.body)
+				t.Fatalf("GET %s: after %v: %v\n%s", path, testbed.Patience, lastErr, res.body)
 			}
 			time.Sleep(time.Second)
 		}

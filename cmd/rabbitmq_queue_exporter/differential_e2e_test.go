@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func fillDiffVhost(t *testing.T, c testbed.ClusterInfo) {
 // messages to the i-th.
 func fillFrom(m testbed.Member, names []string) error {
 	u := url.URL{Scheme: "amqp", User: url.UserPassword(m.User, m.Password), Host: m.AMQPURL, Path: "/" + diffVhost}
-	conn, err := amqp.DialConfig(u.String(), amqp.Config{Vhost: diffVhost, Heartbeat: 10 * time.Second})
+	conn, err := amqp.DialConfig(u.String(), amqp.Config{Vhost: diffVhost, Heartbeat: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("member %s: %w", m.Node, err)
 	}
@@ -134,8 +135,11 @@ func TestSourcesAgreeRealCluster(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("auth_modules:\n"+module("mgmt", "management")+module("plugin", "prometheus")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startExporter(t, nil, "--config.file="+cfg, "--no-metrics.queues")
-	p.client.Timeout = 2 * time.Minute
+	// A loaded cluster takes minutes for what takes it 10-20 s when idle
+	// (the management listing of 10k queues): the scrape and the client
+	// wait up to testbed.Patience.
+	p := startExporter(t, nil, "--config.file="+cfg, "--no-metrics.queues", "--probe.max-timeout="+testbed.Patience.String())
+	p.client.Timeout = testbed.Patience + time.Minute
 	queueSamples := func(s map[string]float64) map[string]float64 {
 		out := map[string]float64{}
 		for k, v := range s {
@@ -146,10 +150,9 @@ func TestSourcesAgreeRealCluster(t *testing.T) {
 		return out
 	}
 	target := "&target=" + url.QueryEscape(c.Members[0].MgmtURL)
-	// The management listing of 10k queues takes the cluster 10-20 s.
-	slow := http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"90"}}
+	slow := http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {strconv.Itoa(int(testbed.Patience.Seconds()))}}
 	var last string
-	for attempt := 0; ; attempt++ {
+	for deadline := time.Now().Add(testbed.Patience); ; {
 		mgmt := p.get(t, "/probe?auth_module=mgmt"+target, slow).samples(t)
 		plugin := p.get(t, "/probe?auth_module=plugin"+target, slow).samples(t)
 		a, b := queueSamples(mgmt), queueSamples(plugin)
@@ -166,9 +169,10 @@ func TestSourcesAgreeRealCluster(t *testing.T) {
 			return
 		}
 		// Counts settle within a stats interval after the vhost was filled.
-		if attempt == 5 {
-			t.Fatalf("the sources disagree: %s", last)
+		if time.Now().After(deadline) {
+			t.Fatalf("the sources still disagree after %v: %s", testbed.Patience, last)
 		}
+		t.Logf("waiting for the sources to agree: %s", last)
 		time.Sleep(time.Second)
 	}
 }

@@ -101,7 +101,8 @@ func startExporter(t *testing.T, env []string, args ...string) *exporterProc {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { _ = p.stop(t) })
-	deadline := time.Now().Add(15 * time.Second)
+	// Polled: a busy machine can take a while to start the process.
+	deadline := time.Now().Add(time.Minute)
 	for {
 		select {
 		case err := <-p.done:

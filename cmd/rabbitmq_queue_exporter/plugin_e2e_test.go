@@ -28,6 +28,8 @@ func clusterExporter(t *testing.T, c testbed.ClusterInfo, source string, extra .
 // waitSamples probes until check accepts the samples, and returns them.
 func waitSamples(t *testing.T, p *exporterProc, path string, timeout time.Duration, check func(map[string]float64) string) map[string]float64 {
 	t.Helper()
+	// timeout is what an idle machine needs; a busy one gets testbed.Patience.
+	timeout = max(timeout, testbed.Patience)
 	deadline := time.Now().Add(timeout)
 	for {
 		res := p.get(t, path, nil)

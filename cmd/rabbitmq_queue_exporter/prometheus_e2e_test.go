@@ -109,7 +109,7 @@ scrape_configs:
 		instance string
 		value    float64
 	}{qa: {pa.Host, 3}, qb: {pb.Host, 6}}
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(testbed.Patience)
 	for {
 		res, err := query(fmt.Sprintf(`rabbitmq_individual_queue_messages_ready{name=~"it\\.prom\\..\\.%s"}`, suffix))
 		ok := err == nil && len(res) == 2

@@ -111,7 +111,7 @@ func TestProbeThroughProxy(t *testing.T) {
 			// The lean listing's totals can lag the per-queue endpoint by a
 			// stats interval: retry until they agree, then assert strictly.
 			var s map[string]float64
-			for deadline := time.Now().Add(30 * time.Second); ; {
+			for deadline := time.Now().Add(testbed.Patience); ; {
 				res := p.get(t, "/probe?target="+url.QueryEscape(c.target)+"&auth_module="+c.module, nil)
 				if res.status != 200 {
 					t.Fatalf("%d %s", res.status, res.body)

@@ -76,7 +76,7 @@ func TestLiveDifferential(t *testing.T) {
 	var res Result
 	var err error
 	// Both sources refresh their counts every few seconds: wait until they agree.
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(testbed.Patience)
 	for {
 		listing = managementListing(t, b, vhosts)
 		prom = pluginAnswer(t, vhosts)
@@ -89,7 +89,7 @@ func TestLiveDifferential(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("plugin and management listing disagree:\n%s", diffSamples(got, want))
+			t.Fatalf("plugin and management listing still disagree after %v:\n%s", testbed.Patience, diffSamples(got, want))
 		}
 		time.Sleep(time.Second)
 	}
@@ -109,14 +109,14 @@ func TestLiveDifferential(t *testing.T) {
 	conn := b.Dial(t, hostile)
 	b.DeclareQueue(t, conn, `a",queue="b`, testbed.Classic)
 	b.DeclareQueue(t, conn, "innocent", testbed.Classic)
-	deadline = time.Now().Add(40 * time.Second)
+	deadline = time.Now().Add(testbed.Patience)
 	for {
 		prom = pluginAnswer(t, []string{hostile})
 		if strings.Count(string(prom), "innocent") == 4 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the plugin does not list the hostile vhost's queues:\n%s", prom)
+			t.Fatalf("the plugin does not list the hostile vhost's queues after %v:\n%s", testbed.Patience, prom)
 		}
 		time.Sleep(time.Second)
 	}
