@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build image run test test-unit lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
+.PHONY: all build image run test test-unit test-under-load lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
 
 all: lint build test
 
@@ -38,6 +38,11 @@ test: lint
 # The hermetic lane: no broker, nothing installed or started.
 test-unit:
 	$(GO) test -count=1 ./...
+
+# .ci/run on a fresh clone while rabbit2 churns queues and two busy loops
+# run (scripts/test-under-load.sh); takes the machine for 10+ minutes.
+test-under-load:
+	./scripts/test-under-load.sh
 
 # gofmt, go vet and golangci-lint (.golangci.yml) at the version scripts/lint.sh
 # pins; the first run installs that version into GOPATH/bin.
