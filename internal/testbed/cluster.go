@@ -100,7 +100,7 @@ func Cluster(t testing.TB) ClusterInfo {
 	Require(t)
 	useShared(t)
 	c := clusterInfo()
-	waitReady(t, describe("cluster", c.Members[0].MgmtURL), c.ready)
+	waitReady(t, describe("cluster", c.Members[0].MgmtURL), c.ready, readyLimit)
 	return c
 }
 
@@ -176,7 +176,7 @@ func StartMember(t testing.TB, i int) Member {
 		t.Fatalf("testbed: starting cluster member %d: %v", i, err)
 	}
 	m := clusterMember(i)
-	waitReady(t, fmt.Sprintf("cluster member %d after start", i), m.ready)
+	waitReady(t, fmt.Sprintf("cluster member %d after start", i), m.ready, readyLimit)
 	return m
 }
 

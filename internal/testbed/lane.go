@@ -176,13 +176,18 @@ func useShared(t testing.TB) {
 	brokersUse.hold(t, false)
 }
 
-// waitReady polls ready until it succeeds, for at most Patience, and fails
-// the test naming what it waited for and the last error.
-func waitReady(t testing.TB, what string, ready func() error) {
+// waitReady polls ready until it succeeds, for at most limit (at least
+// Patience), and fails the test naming what it waited for and the last
+// error.
+func waitReady(t testing.TB, what string, ready func() error, limit time.Duration) {
 	t.Helper()
-	if err := Await(t, what, Patience, ready); err != nil {
-		t.Fatalf("testbed: %s not ready within %v: %v (start the test brokers with scripts/testbed.sh all)", what, Patience, err)
+	limit = max(limit, Patience)
+	if err := Await(t, what, limit, ready); err != nil {
+		t.Fatalf("testbed: %s not ready within %v: %v (start the test brokers with scripts/testbed.sh all)", what, limit, err)
 	}
 }
+
+// readyLimit caps the wait for a broker the lane expects up.
+const readyLimit = Patience
 
 func describe(what, url string) string { return fmt.Sprintf("%s broker %s", what, url) }

@@ -74,7 +74,7 @@ func Primary(t testing.TB) Broker {
 	t.Helper()
 	Require(t)
 	b := primaryBroker()
-	waitReady(t, describe("primary", b.MgmtURL), b.ready)
+	waitReady(t, describe("primary", b.MgmtURL), b.ready, readyLimit)
 	return b
 }
 
@@ -84,7 +84,7 @@ func Second(t testing.TB) Broker {
 	Require(t)
 	useShared(t)
 	b := secondBroker()
-	waitReady(t, describe("second", b.MgmtURL), b.ready)
+	waitReady(t, describe("second", b.MgmtURL), b.ready, readyLimit)
 	return b
 }
 
@@ -97,7 +97,7 @@ func StartSecond(t testing.TB) Broker {
 	if err := runScript(t, "second"); err != nil {
 		t.Fatalf("testbed: starting second node: %v", err)
 	}
-	waitReady(t, "second node after start", b.ready)
+	waitReady(t, "second node after start", b.ready, readyLimit)
 	return b
 }
 
