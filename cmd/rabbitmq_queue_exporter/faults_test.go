@@ -703,9 +703,11 @@ func (e *faultEnv) logLine(offset int, subs []string) (string, bool) {
 }
 
 // waitLogLine waits for a log line after offset holding every substring,
-// since the exporter's stderr reaches the buffer through a pipe.
+// since the exporter's stderr reaches the buffer through a pipe. Polled, with
+// a cap a busy machine cannot miss (the pipe's reader is a goroutine of this
+// test process, which may be busy streaming a fake broker's 2 GB).
 func waitLogLine(p *exporterProc, offset int, subs []string) (string, bool) {
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		logs := p.logs.String()
 		if offset > len(logs) {
