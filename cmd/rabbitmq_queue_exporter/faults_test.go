@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
 // Distinctive secrets: the leak test greps every log line and response for
@@ -451,7 +452,7 @@ type faultCase struct {
 	// Fault broker cases that must not receive a request.
 	noRequest []string
 	within    time.Duration // the answer must arrive within this; default 10 s
-	heavy     bool          // multi-GB stream: skipped under -short
+	heavy     bool          // multi-GB stream: full lane only
 	check     func(t *testing.T, e *faultEnv, res response, got map[string]float64)
 }
 
@@ -753,8 +754,8 @@ func TestFaultMatrix(t *testing.T) {
 
 	for _, c := range faultCases() {
 		t.Run(c.name, func(t *testing.T) {
-			if c.heavy && testing.Short() {
-				t.Skip("multi-GB stream skipped under -short")
+			if c.heavy {
+				testbed.RequireFull(t, "a multi-GB stream")
 			}
 			logStart := len(e.p.logs.String())
 			hwmBefore := vmHWM(t, pid)
@@ -876,9 +877,7 @@ func targetOf(query string, e *faultEnv) string {
 // raised; 60 KB of every queue object is a field to skip) to show the decoder
 // streams: the exporter's peak RSS stays far below the body size.
 func TestTwoGigabyteListingStreams(t *testing.T) {
-	if testing.Short() {
-		t.Skip("streams 2 GB; skipped under -short")
-	}
+	testbed.RequireFull(t, "streams 2 GB")
 	b := newFaultBroker(t)
 	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.target("2gb-padded")},
 		"--rabbitmq.max-response-bytes=3GiB", "--probe.default-timeout=60s", "--no-metrics.queues")

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
 // The process-level resource bounds of issue 10 (items 5 to 8), measured on
@@ -485,9 +486,7 @@ func pollWhile(t *testing.T, p *exporterProc, stop <-chan struct{}, interval tim
 // keep the peak RSS at most 256 MiB; every probe succeeds (the scrape timeout
 // leaves room to wait for a slot) and /metrics and /-/healthy stay quick.
 func TestConcurrentLargeProbesBoundedMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("50 concurrent 100k-queue probes; skipped under -short")
-	}
+	testbed.RequireFull(t, "50 concurrent 100k-queue probes")
 	const probes, queues, rssGoal = 50, 100_000, 256 << 20
 	const scrapeTimeout = 60 * time.Second
 	api := fakeapi.NewHandler(fakeapi.Generate(fakeapi.Options{Queues: queues, Vhosts: 10, StreamEvery: fakeapi.DefaultStreamEvery}), "guest", "guest")
