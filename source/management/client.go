@@ -58,7 +58,7 @@ func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred confi
 	body := &limitedReader{r: resp.Body, remaining: limit}
 	if err := DecodeQueues(body, c.Limits, fn); err != nil {
 		if body.exceeded {
-			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.limit-response-bytes)", ErrBodyTooLarge, limit)
+			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.max-response-bytes)", ErrBodyTooLarge, limit)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return deadlineError(ctx, ctxErr)
