@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
 // TestNonReadingClientsDoNotStarveProbes (issue 16, item 2): eight scrapers
@@ -73,8 +74,11 @@ func TestNonReadingClientsDoNotStarveProbes(t *testing.T) {
 // TestSlowBrokersDoNotStarveFastOne (issue 16, item 9): probes of many slow
 // brokers, more than --web.max-requests, keep coming; a fast broker probed
 // all the while with a short scrape timeout always answers, and so does a
-// fast broker first probed in the middle of it.
+// fast broker first probed in the middle of it. In the full lane: it runs
+// 12 s of wall clock, and web's TestSlotsKeptFromSlowBrokers holds the slot
+// pool to the same rule in the hermetic lane.
 func TestSlowBrokersDoNotStarveFastOne(t *testing.T) {
+	testbed.RequireFull(t, "12 s of probes of slow brokers")
 	const slow, latency = 12, 2 * time.Second
 	duration := 10 * time.Second
 	slowAPI := fakeapi.NewHandler(smallListing(), "guest", "guest")
