@@ -12,7 +12,8 @@
 #
 # Environment: LOAD_MINUTES (default 40), CHURN_QUEUES (queues per cycle,
 # default 20000), BUSY_LOOPS (default 2), KEEP=1 keeps the temporary
-# directory (clone and logs).
+# directory (clone and logs), RUN (default ./.ci/run: the command run in the
+# clone, e.g. RUN='go test ./internal/testbed/' to try the load itself).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,7 @@ GO="${GO:-go}"
 load_minutes="${LOAD_MINUTES:-40}"
 churn_queues="${CHURN_QUEUES:-20000}"
 busy_loops="${BUSY_LOOPS:-2}"
+run="${RUN:-./.ci/run}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/rqe-under-load.XXXXXX")"
 pids=()
@@ -67,14 +69,14 @@ done
 
 start=$(date +%s)
 set +e
-(cd "${work}/clone" && ./.ci/run) 2>&1 | tee "${work}/ci.log"
+(cd "${work}/clone" && bash -c "${run}") 2>&1 | tee "${work}/ci.log"
 rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(($(date +%s) - start))
 stop_load
 
 echo
-echo "test-under-load: .ci/run exited ${rc} after $((elapsed / 60)) min $((elapsed % 60)) s under load (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "test-under-load: ${run} exited ${rc} after $((elapsed / 60)) min $((elapsed % 60)) s under load (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "test-under-load: package times:"
 grep -E '^(ok|FAIL|---) ' "${work}/ci.log" | grep -E '^(ok|FAIL)' || true
 echo "test-under-load: churn on rabbit2:"
