@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -73,7 +74,9 @@ type QueueSet struct {
 	sealed    int    // label bytes in the blocks before cur
 	n         int
 	complete  int // queues with every count present
-	perFamily [queue.NumFields]int
+	perFamily [queue.MaxFields]int
+	fields    queue.FieldSet
+	all       queue.Presence // every field of fields present
 
 	index    labelIndex
 	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
@@ -90,7 +93,12 @@ type QueueSet struct {
 // Set fail with ErrTooLarge, so a hostile listing cannot make memory grow
 // faster than the body limit that bounds it.
 func NewQueueSet(host string, maxBytes int64) *QueueSet {
-	s := &QueueSet{limit: maxBytes}
+	return NewQueueSetOf(host, maxBytes, queue.Fields())
+}
+
+// NewQueueSetOf is NewQueueSet for the chosen fields, numbered as in fields.
+func NewQueueSetOf(host string, maxBytes int64, fields queue.FieldSet) *QueueSet {
+	s := &QueueSet{limit: maxBytes, fields: fields, all: fields.All()}
 	s.hostLabel = append(s.hostLabel, `{host="`...)
 	s.hostLabel = appendEscaped(s.hostLabel, []byte(host))
 	s.hostLabel = append(s.hostLabel, `",`...)
@@ -127,7 +135,7 @@ func (s *QueueSet) Add(vhost, name []byte, counts *queue.Counts, has queue.Prese
 		return err
 	}
 	n := putLabels(b.labels[b.used:b.used+need], vhost, name)
-	return s.append(b, n, has&queue.AllPresent, counts)
+	return s.append(b, n, has&s.all, counts)
 }
 
 // append commits the entry whose n label bytes were just written at b.used.
@@ -157,10 +165,10 @@ func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Cou
 
 // count adds sign times the queue's presence to the per-family totals.
 func (s *QueueSet) count(has queue.Presence, sign int) {
-	if has == queue.AllPresent {
+	if has == s.all {
 		s.complete += sign
 	}
-	for i := range queue.NumFields {
+	for i := range s.fields {
 		s.perFamily[i] += sign * (int(has>>i) & 1)
 	}
 }
@@ -218,7 +226,7 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 	e.values[field] = v
 	e.has |= queue.Bit(field)
 	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
-	if e.has == queue.AllPresent {
+	if e.has == s.all {
 		s.complete++
 	}
 	return false, nil
@@ -324,7 +332,7 @@ func (s *QueueSet) Finish() error {
 // dropped marks an entry Finish found to repeat an earlier one's labels.
 const dropped queue.Presence = 1 << 7
 
-var _ = [7 - queue.NumFields]struct{}{} // Presence has room for the counts and dropped
+var _ = [7 - queue.MaxFields]struct{}{} // Presence has room for the counts and dropped
 
 // buildIndex indexes every entry, sized once for all of them, and drops
 // those whose labels an earlier entry has. Set needs it only when a queue
@@ -423,7 +431,7 @@ func (s *QueueSet) grow(need int) (*block, error) {
 	return b, nil
 }
 
-const entrySize = 8 + 8*queue.NumFields // labelsEnd, has and padding, values
+const entrySize = 8 + 8*queue.MaxFields // labelsEnd, has and padding, values
 
 func (s *QueueSet) charge(n int64) error {
 	s.allocated += n
@@ -439,6 +447,9 @@ func (s *QueueSet) curUsed() int {
 	}
 	return s.cur.used
 }
+
+// Fields are the fields the set holds, numbered as Add and Set number them.
+func (s *QueueSet) Fields() queue.FieldSet { return s.fields }
 
 // Len is the number of queues recorded.
 func (s *QueueSet) Len() int { return s.n }
@@ -477,7 +488,7 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var prefix []byte
-	for i, f := range queue.Fields() {
+	for i, f := range s.fields {
 		if s.perFamily[i] == 0 {
 			continue
 		}
@@ -491,7 +502,11 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 				if e.has&bit != 0 {
 					out = append(out, prefix...)
 					out = append(out, b.labels[start:e.labelsEnd]...)
-					out = appendInt(out, e.values[i])
+					if f.Float {
+						out = appendFloat(out, math.Float64frombits(uint64(e.values[i])))
+					} else {
+						out = appendInt(out, e.values[i])
+					}
 					out = append(out, '\n')
 					if len(out) >= writeChunk {
 						if err := flush(); err != nil {
@@ -521,6 +536,15 @@ func appendInt(b []byte, v int64) []byte {
 		return append(b, byte('0'+v/10), byte('0'+v%10))
 	}
 	return strconv.AppendInt(b, v, 10)
+}
+
+// appendFloat formats v as the text format and OpenMetrics both read it:
+// the shortest exact decimal, integers without a fraction.
+func appendFloat(b []byte, v float64) []byte {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.AppendInt(b, int64(v), 10)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
 
 // appendHeader writes HELP then TYPE, which both the text format and
