@@ -8,6 +8,7 @@ import (
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
@@ -62,7 +63,7 @@ func BenchmarkSkipFamily(b *testing.B) {
 	block := body[start:end]
 	b.SetBytes(int64(len(block)))
 	b.ReportAllocs()
-	p := newParser(&nopSink{}, nil, Limits{})
+	p := newParser(&nopSink{}, nil, Limits{}, queue.Fields())
 	defer p.release()
 	lines := bytes.SplitAfter(block, []byte("\n"))
 	cpu := benchutil.CPUTime()
