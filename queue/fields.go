@@ -154,6 +154,19 @@ func (fs FieldSet) Names() string {
 // All is the Presence with every field of fs reported.
 func (fs FieldSet) All() Presence { return 1<<len(fs) - 1 }
 
+// Required is the Presence of the fields every queue should report: a
+// sparse field (no head message timestamp on an empty queue, no consumer
+// capacity on a stream) is often missing without anything being wrong.
+func (fs FieldSet) Required() Presence {
+	var p Presence
+	for i, f := range fs {
+		if !f.Sparse {
+			p |= Bit(i)
+		}
+	}
+	return p
+}
+
 // Stats reports whether any field needs the management statistics.
 func (fs FieldSet) Stats() bool {
 	for _, f := range fs {

@@ -77,6 +77,7 @@ type QueueSet struct {
 	perFamily [queue.MaxFields]int
 	fields    queue.FieldSet
 	all       queue.Presence // every field of fields present
+	required  queue.Presence // the fields a complete queue has (see MissingCounts)
 
 	index    labelIndex
 	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
@@ -98,7 +99,7 @@ func NewQueueSet(host string, maxBytes int64) *QueueSet {
 
 // NewQueueSetOf is NewQueueSet for the chosen fields, numbered as in fields.
 func NewQueueSetOf(host string, maxBytes int64, fields queue.FieldSet) *QueueSet {
-	s := &QueueSet{limit: maxBytes, fields: fields, all: fields.All()}
+	s := &QueueSet{limit: maxBytes, fields: fields, all: fields.All(), required: fields.Required()}
 	s.hostLabel = append(s.hostLabel, `{host="`...)
 	s.hostLabel = appendEscaped(s.hostLabel, []byte(host))
 	s.hostLabel = append(s.hostLabel, `",`...)
@@ -165,7 +166,7 @@ func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Cou
 
 // count adds sign times the queue's presence to the per-family totals.
 func (s *QueueSet) count(has queue.Presence, sign int) {
-	if has == s.all {
+	if has&s.required == s.required {
 		s.complete += sign
 	}
 	for i := range s.fields {
@@ -223,10 +224,11 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 	if e.has.Has(field) {
 		return true, nil
 	}
+	complete := e.has&s.required == s.required
 	e.values[field] = v
 	e.has |= queue.Bit(field)
 	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
-	if e.has == s.all {
+	if !complete && e.has&s.required == s.required {
 		s.complete++
 	}
 	return false, nil
@@ -454,7 +456,9 @@ func (s *QueueSet) Fields() queue.FieldSet { return s.fields }
 // Len is the number of queues recorded.
 func (s *QueueSet) Len() int { return s.n }
 
-// MissingCounts is the number of queues lacking at least one count.
+// MissingCounts is the number of queues lacking at least one count the
+// broker should always report (sparse fields, such as a head message
+// timestamp, are often missing for good reason and not counted).
 func (s *QueueSet) MissingCounts() int { return s.n - s.complete }
 
 // Duplicates is the number of queues dropped because the set already had a
