@@ -117,4 +117,3 @@ tests:
 	}
 	run(t, dir, pt, "test", "rules", file)
 }
-
