@@ -616,6 +616,8 @@ func TestDashboard(t *testing.T) {
 		"topk(10, rabbitmq_individual_queue_messages_ready{",
 		"topk(10, rabbitmq_individual_queue_messages_unacknowledged{",
 		`name=~"$queue"`, // per-queue series
+		"rabbitmq_individual_queue_consumers{",
+		"time() - rabbitmq_individual_queue_head_message_timestamp_seconds{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("dashboard has no query containing %q", want)
