@@ -238,7 +238,7 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 		return nil, fmt.Errorf("%s: %w", setting("source"), err)
 	}
 	if m.Fields, err = queue.Select(queue.Table(), c.Fields); err != nil {
-		return nil, fmt.Errorf("%s: %v", setting("fields"), err)
+		return nil, fmt.Errorf("%s: %w", setting("fields"), err)
 	}
 	for i, e := range c.PluginEndpoints {
 		t, err := brokerhttp.ParseTarget(e)

@@ -82,7 +82,7 @@ func TestAlertsMatchReadmeRecipe(t *testing.T) {
 	}
 	// The recipe's relabelling makes the target the instance label; the
 	// exporter adds host (the target's host name) to its own series.
-	host := strings.Split(hostPort(target), ":")[0]
+	host, _, _ := strings.Cut(hostPort(target), ":")
 	probe := fmt.Sprintf(`job=%q,instance=%q`, probeJob, target)
 	queue := probe + fmt.Sprintf(`,host=%q,vhost="/",name="orders"`, host)
 	tests := fmt.Sprintf(`rule_files: [%q]

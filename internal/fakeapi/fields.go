@@ -141,7 +141,7 @@ func GeneratePluginOf(o Options, style PluginStyle, fs qtab.FieldSet) []byte {
 			b = appendPrologue(b, f.Plugin, "gauge", f.Help)
 			for i := range o.Queues {
 				v, ok := Value(o, i, f)
-				if !ok && !(f.Float && o.HasCounts(i)) {
+				if !ok && (!f.Float || !o.HasCounts(i)) {
 					continue
 				}
 				name = appendQueueName(name[:0], i)

@@ -129,7 +129,7 @@ func compareFields(t *testing.T, gen *config.Generation, sources map[string]sour
 					if ok && f.Name == "head_message_timestamp" {
 						diffs = append(diffs, fmt.Sprintf("%s: %s = %v, rabbitmqctl has none", name, k, v))
 					}
-				case !ok || !close(f.Name, v, want):
+				case !ok || !near(f.Name, v, want):
 					diffs = append(diffs, fmt.Sprintf("%s: %s = %v (present %v), rabbitmqctl %v", name, k, v, ok, want))
 				}
 			}
@@ -137,7 +137,7 @@ func compareFields(t *testing.T, gen *config.Generation, sources map[string]sour
 	}
 	m, p := got["management"], got["plugin"]
 	for k, v := range m {
-		if pv, ok := p[k]; !ok || !close(k, pv, v) {
+		if pv, ok := p[k]; !ok || !near(k, pv, v) {
 			diffs = append(diffs, fmt.Sprintf("%s: management %v, plugin %v (present %v)", k, v, pv, ok))
 		}
 	}
@@ -153,12 +153,12 @@ func compareFields(t *testing.T, gen *config.Generation, sources map[string]sour
 	return strings.Join(diffs, "; ")
 }
 
-// close compares values of the field (or series) named name. Consumer
+// near compares values of the field (or series) named name. Consumer
 // capacity is a moving average each queue re-emits with its statistics, so
 // a busy queue's value drifts between three reads that cannot be
 // simultaneous (by about 1e-8 per second on the test's queues); every other
 // field must be equal.
-func close(name string, a, b float64) bool {
+func near(name string, a, b float64) bool {
 	if strings.Contains(name, "consumer_capacity") {
 		return math.Abs(a-b) <= 0.01
 	}
@@ -173,11 +173,11 @@ func listQueues(vhost string) (map[string]map[string]float64, error) {
 	args := append([]string{"-q", "list_queues", "-p", vhost, "--formatter", "json", "name"}, ctlColumns...)
 	out, err := exec.CommandContext(ctx, "rabbitmqctl", args...).Output()
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmqctl list_queues: %v", err)
+		return nil, fmt.Errorf("rabbitmqctl list_queues: %w", err)
 	}
 	var rows []map[string]any
 	if err := json.Unmarshal(out, &rows); err != nil {
-		return nil, fmt.Errorf("rabbitmqctl list_queues: %v: %.200s", err, out)
+		return nil, fmt.Errorf("rabbitmqctl list_queues: %w: %.200s", err, out)
 	}
 	truth := map[string]map[string]float64{}
 	for _, r := range rows {

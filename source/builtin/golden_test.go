@@ -26,7 +26,7 @@ func TestDefaultAnswerUnchanged(t *testing.T) {
 	if got, want := management.QueuesQueryOf(named), "columns=name,vhost,messages,messages_ready,messages_unacknowledged&disable_stats=true&enable_queue_totals=true"; got != want {
 		t.Errorf("default listing query %q, want %q as before", got, want)
 	}
-	if got, want := plugin.PluginPath(named), "/metrics/detailed?family=queue_coarse_metrics"; got != want {
+	if got, want := plugin.RequestPath(named), "/metrics/detailed?family=queue_coarse_metrics"; got != want {
 		t.Errorf("default plugin path %q, want %q as before", got, want)
 	}
 	const golden = "default.golden"

@@ -48,7 +48,7 @@ func (d *decoder) readFloat(c byte, f int) error {
 	n := 0
 	for {
 		c, ok := d.peek()
-		if !ok || !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
+		if !ok || !numberByte(c) {
 			break
 		}
 		if n == maxFloatBytes {
@@ -72,6 +72,11 @@ func (d *decoder) readFloat(c byte, f int) error {
 	q.Counts[f] = int64(math.Float64bits(v))
 	q.Has |= queue.Bit(f)
 	return nil
+}
+
+// numberByte reports whether c may be part of a JSON number literal.
+func numberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // readUint reads a non-negative integer that fits int64, or null when nullOK, starting with c

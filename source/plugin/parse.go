@@ -708,7 +708,7 @@ func parseFloat(b []byte) (bits int64, none, ok bool) {
 		return 0, false, false
 	}
 	for _, c := range b {
-		if !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
+		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
 			return 0, false, false
 		}
 	}

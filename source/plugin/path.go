@@ -10,9 +10,9 @@ import (
 // asking for the one family group that holds the queue depths.
 const pluginPath = "/metrics/detailed?family=" + queue.GroupCoarse
 
-// PluginPath is the request path for the fields fs: only the family groups
+// RequestPath is the request path for the fields fs: only the family groups
 // their rows name, each once, so the plugin renders nothing else.
-func PluginPath(fs queue.FieldSet) string {
+func RequestPath(fs queue.FieldSet) string {
 	if fs.IsDefault() {
 		return pluginPath
 	}

@@ -245,7 +245,7 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 // the broker's answer.
 func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
 	ctx = brokerhttp.WithApprovedTarget(ctx, endpoint)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+PluginPath(module.QueueFields()), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+RequestPath(module.QueueFields()), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func requests(o options) ([]request, error) {
 		}
 		out = append(out,
 			request{name: "management " + set.name, url: o.mgmt + "/api/queues?" + management.QueuesQueryOf(fs), mgmt: true},
-			request{name: "plugin " + set.name, url: o.plugin + plugin.PluginPath(fs)})
+			request{name: "plugin " + set.name, url: o.plugin + plugin.RequestPath(fs)})
 	}
 	return out, nil
 }
@@ -93,10 +93,10 @@ func run(o options) error {
 	if o.pid == 0 {
 		out, err := exec.Command("rabbitmqctl", "eval", "os:getpid().").Output()
 		if err != nil {
-			return fmt.Errorf("rabbitmqctl eval: %v", err)
+			return fmt.Errorf("rabbitmqctl eval: %w", err)
 		}
 		if o.pid, err = strconv.Atoi(strings.Trim(strings.TrimSpace(string(out)), `"`)); err != nil {
-			return fmt.Errorf("beam pid %q: %v", out, err)
+			return fmt.Errorf("beam pid %q: %w", out, err)
 		}
 	}
 	vhost := fmt.Sprintf("fieldcost-%d", time.Now().UnixNano())
