@@ -42,7 +42,6 @@ const open, mid, end = `name="`, `",vhost="`, `"} `
 type queueEntry struct {
 	labelsEnd uint32 // end offset of this queue's escaped labels in its block
 	has       queue.Presence
-	values    queue.Counts
 }
 
 // block holds the escaped labels of consecutive queues and their entries.
@@ -53,8 +52,12 @@ type block struct {
 	labels  []byte // `name="…",vhost="…"} ` of each queue, back to back
 	used    int
 	entries []queueEntry
-	hashes  []uint32 // of each entry's labels, for Finish's duplicate search
-	n       int
+	// values holds each entry's values, stride (the number of fields) per
+	// entry: only the chosen fields take room, so the default three cost
+	// what they did before fields were selectable.
+	values []int64
+	hashes []uint32 // of each entry's labels, for Finish's duplicate search
+	n      int
 }
 
 // ErrTooLarge is returned once a QueueSet would need more memory than its limit.
@@ -76,6 +79,7 @@ type QueueSet struct {
 	complete  int // queues with every count present
 	perFamily [queue.MaxFields]int
 	fields    queue.FieldSet
+	stride    int // len(fields)
 	all       queue.Presence // every field of fields present
 	required  queue.Presence // the fields a complete queue has (see MissingCounts)
 
@@ -99,7 +103,7 @@ func NewQueueSet(host string, maxBytes int64) *QueueSet {
 
 // NewQueueSetOf is NewQueueSet for the chosen fields, numbered as in fields.
 func NewQueueSetOf(host string, maxBytes int64, fields queue.FieldSet) *QueueSet {
-	s := &QueueSet{limit: maxBytes, fields: fields, all: fields.All(), required: fields.Required()}
+	s := &QueueSet{limit: maxBytes, fields: fields, stride: len(fields), all: fields.All(), required: fields.Required()}
 	s.hostLabel = append(s.hostLabel, `{host="`...)
 	s.hostLabel = appendEscaped(s.hostLabel, []byte(host))
 	s.hostLabel = append(s.hostLabel, `",`...)
@@ -157,7 +161,8 @@ func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Cou
 	// Hashed here, while the labels just written are in the cache.
 	b.hashes[b.n] = uint32(maphash.Bytes(s.index.seed, b.labels[b.used:b.used+n]))
 	b.used += n
-	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has, values: *counts}
+	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has}
+	copy(b.values[b.n*s.stride:(b.n+1)*s.stride], counts[:s.stride])
 	b.n++
 	s.n++
 	s.count(has, 1)
@@ -220,12 +225,13 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 			return false, err
 		}
 	}
+	ref := s.cursor
 	s.cursor = s.next(s.cursor)
 	if e.has.Has(field) {
 		return true, nil
 	}
 	complete := e.has&s.required == s.required
-	e.values[field] = v
+	s.valuesOf(ref)[field] = v
 	e.has |= queue.Bit(field)
 	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
 	if !complete && e.has&s.required == s.required {
@@ -309,7 +315,9 @@ func (s *QueueSet) Merge(o *QueueSet) error {
 				return err
 			}
 			copy(b.labels[b.used:], labels)
-			if err := s.append(b, len(labels), e.has, &e.values); err != nil {
+			var counts queue.Counts
+			copy(counts[:], ob.values[ei*o.stride:(ei+1)*o.stride])
+			if err := s.append(b, len(labels), e.has, &counts); err != nil {
 				return err
 			}
 		}
@@ -377,6 +385,13 @@ func (s *QueueSet) entryAt(ref uint32) (*queueEntry, bool) {
 	return &s.blocks[bi].entries[ei], true
 }
 
+// valuesOf returns the values of an existing entry.
+func (s *QueueSet) valuesOf(ref uint32) []int64 {
+	b := s.blocks[ref>>entryBits]
+	ei := int(ref & maxEntries)
+	return b.values[ei*s.stride : (ei+1)*s.stride]
+}
+
 // labelsOf returns the stored labels of an existing entry.
 func (s *QueueSet) labelsOf(ref uint32) []byte {
 	b := s.blocks[ref>>entryBits]
@@ -424,16 +439,16 @@ func (s *QueueSet) grow(need int) (*block, error) {
 	if len(s.blocks) >= 1<<(32-entryBits) {
 		return nil, ErrTooLarge
 	}
-	if err := s.charge(int64(size) + int64(entries)*int64(entrySize+4)); err != nil {
+	if err := s.charge(int64(size) + int64(entries)*int64(entrySize+8*s.stride+4)); err != nil {
 		return nil, err
 	}
-	b := &block{labels: make([]byte, size), entries: make([]queueEntry, entries), hashes: make([]uint32, entries)}
+	b := &block{labels: make([]byte, size), entries: make([]queueEntry, entries), values: make([]int64, entries*s.stride), hashes: make([]uint32, entries)}
 	s.blocks = append(s.blocks, b)
 	s.cur = b
 	return b, nil
 }
 
-const entrySize = 8 + 8*queue.MaxFields // labelsEnd, has and padding, values
+const entrySize = 8 // labelsEnd, has and padding; the values are stride more
 
 func (s *QueueSet) charge(n int64) error {
 	s.allocated += n
@@ -502,14 +517,14 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		bit := queue.Bit(i)
 		for _, b := range s.blocks {
 			start := uint32(0)
-			for _, e := range b.entries[:b.n] {
+			for ei, e := range b.entries[:b.n] {
 				if e.has&bit != 0 {
 					out = append(out, prefix...)
 					out = append(out, b.labels[start:e.labelsEnd]...)
 					if f.Float {
-						out = appendFloat(out, math.Float64frombits(uint64(e.values[i])))
+						out = appendFloat(out, math.Float64frombits(uint64(b.values[ei*s.stride+i])))
 					} else {
-						out = appendInt(out, e.values[i])
+						out = appendInt(out, b.values[ei*s.stride+i])
 					}
 					out = append(out, '\n')
 					if len(out) >= writeChunk {
