@@ -21,6 +21,7 @@ type EnvFlags struct {
 	UserFile, PasswordFile string
 	AllowedTargets         string
 	Source                 string
+	Fields                 string // comma-separated
 	PluginEndpoints        string // comma-separated
 	IncludeVhosts          string
 	ExcludeVhosts          string
@@ -43,6 +44,7 @@ var envSettings = map[string][2]string{
 	"targets":                         {"--probe.allowed-targets", "RABBITMQ_PROBE_ALLOWED_TARGETS"},
 	"source":                          {"--rabbitmq.source", "RABBITMQ_SOURCE"},
 	"plugin_endpoints":                {"--rabbitmq.plugin-endpoints", "RABBITMQ_PLUGIN_ENDPOINTS"},
+	"fields":                          {"--queue.fields", "RABBITMQ_QUEUE_FIELDS"},
 	"include_vhosts":                  {"--rabbitmq.include-vhosts", "RABBITMQ_INCLUDE_VHOSTS"},
 	"exclude_vhosts":                  {"--rabbitmq.exclude-vhosts", "RABBITMQ_EXCLUDE_VHOSTS"},
 	"include_queues":                  {"--rabbitmq.include-queues", "RABBITMQ_INCLUDE_QUEUES"},
@@ -127,6 +129,11 @@ func (f *EnvFlags) moduleConfig(host brokerhttp.Target) (ModuleConfig, error) {
 			return ModuleConfig{}, err
 		}
 		c.Targets = append(c.Targets, f.AllowedTargets)
+	}
+	for n := range strings.SplitSeq(f.Fields, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			c.Fields = append(c.Fields, n)
+		}
 	}
 	for e := range strings.SplitSeq(f.PluginEndpoints, ",") {
 		if e = strings.TrimSpace(e); e != "" {

@@ -16,6 +16,7 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // ModuleConfig is one auth module as written in the config file; the flags and
@@ -29,6 +30,7 @@ type ModuleConfig struct {
 	PasswordFile    string        `yaml:"password_file,omitempty"`
 	Targets         []string      `yaml:"targets"`
 	Source          Source        `yaml:"source,omitempty"`
+	Fields          []string      `yaml:"fields,omitempty"`
 	PluginEndpoints []string      `yaml:"plugin_endpoints,omitempty"`
 	Timeout         time.Duration `yaml:"timeout,omitempty"`
 	IncludeVhosts   string        `yaml:"include_vhosts,omitempty"`
@@ -78,10 +80,19 @@ type Module struct {
 	Timeout         time.Duration // 0: only the scrape timeout applies
 	Filter          Filter
 	Source          Source
+	Fields          queue.FieldSet      // per-queue gauges, numbered as QueueSet numbers them; nil: the default
 	PluginEndpoints []brokerhttp.Target // explicit plugin endpoints; empty: discover members
 	MaxBodyBytes    int64
 	HTTP            *http.Client
 	setting         func(field string) string
+}
+
+// QueueFields are the module's per-queue fields (the default when none were chosen).
+func (m *Module) QueueFields() queue.FieldSet {
+	if m.Fields == nil {
+		return queue.Fields()
+	}
+	return m.Fields
 }
 
 // Credentials authenticate the exporter to a management API.
@@ -225,6 +236,9 @@ func buildModule(name string, c ModuleConfig, setting func(string) string, opts 
 	}
 	if m.Source, err = ParseSource(string(c.Source)); err != nil {
 		return nil, fmt.Errorf("%s: %w", setting("source"), err)
+	}
+	if m.Fields, err = queue.Select(queue.Table(), c.Fields); err != nil {
+		return nil, fmt.Errorf("%s: %w", setting("fields"), err)
 	}
 	for i, e := range c.PluginEndpoints {
 		t, err := brokerhttp.ParseTarget(e)

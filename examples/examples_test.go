@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // The metrics the exporter exposes, plus Prometheus' synthetic "up" and the
@@ -218,13 +219,18 @@ func checkExpr(t *testing.T, where, expr string) {
 		t.Errorf("%s: no metric found in %q", where, expr)
 	}
 	for _, m := range metrics {
-		if !knownMetrics[m] {
+		if !knownMetrics[m] && !fieldMetric(m) {
 			t.Errorf("%s: unknown metric %q in %q", where, m, expr)
 		}
 	}
 	for _, f := range badFuncs {
 		t.Errorf("%s: unknown function %q in %q", where, f, expr)
 	}
+}
+
+// fieldMetric reports whether m is a per-queue field's metric (queue/fields.go).
+func fieldMetric(m string) bool {
+	return slices.ContainsFunc(queue.Table(), func(f queue.Field) bool { return f.Metric == m })
 }
 
 func TestMetricNamesExtraction(t *testing.T) {
@@ -611,6 +617,8 @@ func TestDashboard(t *testing.T) {
 		"topk(10, rabbitmq_individual_queue_messages_ready{",
 		"topk(10, rabbitmq_individual_queue_messages_unacknowledged{",
 		`name=~"$queue"`, // per-queue series
+		"rabbitmq_individual_queue_consumers{",
+		"time() - rabbitmq_individual_queue_head_message_timestamp_seconds{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("dashboard has no query containing %q", want)

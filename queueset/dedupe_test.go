@@ -157,7 +157,7 @@ func TestMemoryLimit(t *testing.T) {
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("no ErrTooLarge after %d queues: %v", i, err)
 	}
-	if s.allocated > limit+maxBlockBytes+maxEntries*entrySize || s.allocated < limit/2 {
+	if s.allocated > limit+maxBlockBytes+int64(maxEntries*(entrySize+8*s.stride)) || s.allocated < limit/2 {
 		t.Fatalf("allocated %d bytes for a limit of %d", s.allocated, limit)
 	}
 }

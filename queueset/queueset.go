@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -41,7 +42,6 @@ const open, mid, end = `name="`, `",vhost="`, `"} `
 type queueEntry struct {
 	labelsEnd uint32 // end offset of this queue's escaped labels in its block
 	has       queue.Presence
-	values    queue.Counts
 }
 
 // block holds the escaped labels of consecutive queues and their entries.
@@ -52,8 +52,12 @@ type block struct {
 	labels  []byte // `name="…",vhost="…"} ` of each queue, back to back
 	used    int
 	entries []queueEntry
-	hashes  []uint32 // of each entry's labels, for Finish's duplicate search
-	n       int
+	// values holds each entry's values, stride (the number of fields) per
+	// entry: only the chosen fields take room, so the default three cost
+	// what they did before fields were selectable.
+	values []int64
+	hashes []uint32 // of each entry's labels, for Finish's duplicate search
+	n      int
 }
 
 // ErrTooLarge is returned once a QueueSet would need more memory than its limit.
@@ -73,7 +77,11 @@ type QueueSet struct {
 	sealed    int    // label bytes in the blocks before cur
 	n         int
 	complete  int // queues with every count present
-	perFamily [queue.NumFields]int
+	perFamily [queue.MaxFields]int
+	fields    queue.FieldSet
+	stride    int // len(fields)
+	all       queue.Presence // every field of fields present
+	required  queue.Presence // the fields a complete queue has (see MissingCounts)
 
 	index    labelIndex
 	cursor   uint32 // Set's guess of the next entry: sources list queues in the same order per family
@@ -90,7 +98,12 @@ type QueueSet struct {
 // Set fail with ErrTooLarge, so a hostile listing cannot make memory grow
 // faster than the body limit that bounds it.
 func NewQueueSet(host string, maxBytes int64) *QueueSet {
-	s := &QueueSet{limit: maxBytes}
+	return NewQueueSetOf(host, maxBytes, queue.Fields())
+}
+
+// NewQueueSetOf is NewQueueSet for the chosen fields, numbered as in fields.
+func NewQueueSetOf(host string, maxBytes int64, fields queue.FieldSet) *QueueSet {
+	s := &QueueSet{limit: maxBytes, fields: fields, stride: len(fields), all: fields.All(), required: fields.Required()}
 	s.hostLabel = append(s.hostLabel, `{host="`...)
 	s.hostLabel = appendEscaped(s.hostLabel, []byte(host))
 	s.hostLabel = append(s.hostLabel, `",`...)
@@ -127,7 +140,7 @@ func (s *QueueSet) Add(vhost, name []byte, counts *queue.Counts, has queue.Prese
 		return err
 	}
 	n := putLabels(b.labels[b.used:b.used+need], vhost, name)
-	return s.append(b, n, has&queue.AllPresent, counts)
+	return s.append(b, n, has&s.all, counts)
 }
 
 // append commits the entry whose n label bytes were just written at b.used.
@@ -148,7 +161,8 @@ func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Cou
 	// Hashed here, while the labels just written are in the cache.
 	b.hashes[b.n] = uint32(maphash.Bytes(s.index.seed, b.labels[b.used:b.used+n]))
 	b.used += n
-	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has, values: *counts}
+	b.entries[b.n] = queueEntry{labelsEnd: uint32(b.used), has: has}
+	copy(b.values[b.n*s.stride:(b.n+1)*s.stride], counts[:s.stride])
 	b.n++
 	s.n++
 	s.count(has, 1)
@@ -157,10 +171,10 @@ func (s *QueueSet) append(b *block, n int, has queue.Presence, counts *queue.Cou
 
 // count adds sign times the queue's presence to the per-family totals.
 func (s *QueueSet) count(has queue.Presence, sign int) {
-	if has == queue.AllPresent {
+	if has&s.required == s.required {
 		s.complete += sign
 	}
-	for i := range queue.NumFields {
+	for i := range s.fields {
 		s.perFamily[i] += sign * (int(has>>i) & 1)
 	}
 }
@@ -211,14 +225,16 @@ func (s *QueueSet) Set(vhost, name []byte, field int, v int64) (dup bool, err er
 			return false, err
 		}
 	}
+	ref := s.cursor
 	s.cursor = s.next(s.cursor)
 	if e.has.Has(field) {
 		return true, nil
 	}
-	e.values[field] = v
+	complete := e.has&s.required == s.required
+	s.valuesOf(ref)[field] = v
 	e.has |= queue.Bit(field)
 	s.perFamily[field]++ // what count(old, -1) then count(new, 1) amounts to
-	if e.has == queue.AllPresent {
+	if !complete && e.has&s.required == s.required {
 		s.complete++
 	}
 	return false, nil
@@ -299,7 +315,9 @@ func (s *QueueSet) Merge(o *QueueSet) error {
 				return err
 			}
 			copy(b.labels[b.used:], labels)
-			if err := s.append(b, len(labels), e.has, &e.values); err != nil {
+			var counts queue.Counts
+			copy(counts[:], ob.values[ei*o.stride:(ei+1)*o.stride])
+			if err := s.append(b, len(labels), e.has, &counts); err != nil {
 				return err
 			}
 		}
@@ -324,7 +342,7 @@ func (s *QueueSet) Finish() error {
 // dropped marks an entry Finish found to repeat an earlier one's labels.
 const dropped queue.Presence = 1 << 7
 
-var _ = [7 - queue.NumFields]struct{}{} // Presence has room for the counts and dropped
+var _ = [7 - queue.MaxFields]struct{}{} // Presence has room for the counts and dropped
 
 // buildIndex indexes every entry, sized once for all of them, and drops
 // those whose labels an earlier entry has. Set needs it only when a queue
@@ -365,6 +383,13 @@ func (s *QueueSet) entryAt(ref uint32) (*queueEntry, bool) {
 		return nil, false
 	}
 	return &s.blocks[bi].entries[ei], true
+}
+
+// valuesOf returns the values of an existing entry.
+func (s *QueueSet) valuesOf(ref uint32) []int64 {
+	b := s.blocks[ref>>entryBits]
+	ei := int(ref & maxEntries)
+	return b.values[ei*s.stride : (ei+1)*s.stride]
 }
 
 // labelsOf returns the stored labels of an existing entry.
@@ -414,16 +439,16 @@ func (s *QueueSet) grow(need int) (*block, error) {
 	if len(s.blocks) >= 1<<(32-entryBits) {
 		return nil, ErrTooLarge
 	}
-	if err := s.charge(int64(size) + int64(entries)*int64(entrySize+4)); err != nil {
+	if err := s.charge(int64(size) + int64(entries)*int64(entrySize+8*s.stride+4)); err != nil {
 		return nil, err
 	}
-	b := &block{labels: make([]byte, size), entries: make([]queueEntry, entries), hashes: make([]uint32, entries)}
+	b := &block{labels: make([]byte, size), entries: make([]queueEntry, entries), values: make([]int64, entries*s.stride), hashes: make([]uint32, entries)}
 	s.blocks = append(s.blocks, b)
 	s.cur = b
 	return b, nil
 }
 
-const entrySize = 8 + 8*queue.NumFields // labelsEnd, has and padding, values
+const entrySize = 8 // labelsEnd, has and padding; the values are stride more
 
 func (s *QueueSet) charge(n int64) error {
 	s.allocated += n
@@ -440,10 +465,15 @@ func (s *QueueSet) curUsed() int {
 	return s.cur.used
 }
 
+// Fields are the fields the set holds, numbered as Add and Set number them.
+func (s *QueueSet) Fields() queue.FieldSet { return s.fields }
+
 // Len is the number of queues recorded.
 func (s *QueueSet) Len() int { return s.n }
 
-// MissingCounts is the number of queues lacking at least one count.
+// MissingCounts is the number of queues lacking at least one count the
+// broker should always report (sparse fields, such as a head message
+// timestamp, are often missing for good reason and not counted).
 func (s *QueueSet) MissingCounts() int { return s.n - s.complete }
 
 // Duplicates is the number of queues dropped because the set already had a
@@ -477,7 +507,7 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var prefix []byte
-	for i, f := range queue.Fields() {
+	for i, f := range s.fields {
 		if s.perFamily[i] == 0 {
 			continue
 		}
@@ -487,11 +517,15 @@ func (s *QueueSet) WriteTo(w io.Writer) (int64, error) {
 		bit := queue.Bit(i)
 		for _, b := range s.blocks {
 			start := uint32(0)
-			for _, e := range b.entries[:b.n] {
+			for ei, e := range b.entries[:b.n] {
 				if e.has&bit != 0 {
 					out = append(out, prefix...)
 					out = append(out, b.labels[start:e.labelsEnd]...)
-					out = appendInt(out, e.values[i])
+					if f.Float {
+						out = appendFloat(out, math.Float64frombits(uint64(b.values[ei*s.stride+i])))
+					} else {
+						out = appendInt(out, b.values[ei*s.stride+i])
+					}
 					out = append(out, '\n')
 					if len(out) >= writeChunk {
 						if err := flush(); err != nil {
@@ -521,6 +555,15 @@ func appendInt(b []byte, v int64) []byte {
 		return append(b, byte('0'+v/10), byte('0'+v%10))
 	}
 	return strconv.AppendInt(b, v, 10)
+}
+
+// appendFloat formats v as the text format and OpenMetrics both read it:
+// the shortest exact decimal, integers without a fraction.
+func appendFloat(b []byte, v float64) []byte {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return strconv.AppendInt(b, int64(v), 10)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
 
 // appendHeader writes HELP then TYPE, which both the text format and

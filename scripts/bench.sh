@@ -279,6 +279,7 @@ go_benchmarks() {
     "./web:BenchmarkProbe|BenchmarkGzipAnswer"
     "./source/management:BenchmarkDecodeQueues/lean/.*/scanner"
     "./source/plugin:BenchmarkParse/.*/(queueset|nop)$"
+    "./source/plugin:BenchmarkParseFields"
   )
   for spec in "${pkgs[@]}"; do
     local pkg="${spec%%:*}" re="${spec#*:}"

@@ -130,5 +130,5 @@ func NewQueueSet(target brokerhttp.Target, module *config.Module) *queueset.Queu
 	if limit <= 0 {
 		limit = config.DefaultMaxBodyBytes
 	}
-	return queueset.NewQueueSet(target.Hostname, limit)
+	return queueset.NewQueueSetOf(target.Hostname, limit, module.QueueFields())
 }

@@ -131,6 +131,8 @@ func TestStartupErrors(t *testing.T) {
 		{"tls bool env", []string{"RABBITMQ_TLS_INSECURE_SKIP_VERIFY=yes"}, nil, `--rabbitmq.tls.insecure-skip-verify / RABBITMQ_TLS_INSECURE_SKIP_VERIFY: invalid value "yes"`},
 		{"tls version", []string{"RABBITMQ_TLS_MIN_VERSION=TLS9"}, nil, `--rabbitmq.tls.min-version / RABBITMQ_TLS_MIN_VERSION: invalid value "TLS9": unknown TLS version`},
 		{"source", []string{"RABBITMQ_SOURCE=plugin"}, nil, `--rabbitmq.source / RABBITMQ_SOURCE: unknown source "plugin"`},
+		{"field", []string{"RABBITMQ_QUEUE_FIELDS=messages,consumer"}, nil, `--queue.fields / RABBITMQ_QUEUE_FIELDS: unknown field "consumer" (valid: messages, messages_ready, messages_unacknowledged, consumers, consumer_capacity, head_message_timestamp,`},
+		{"field flag", nil, []string{"--queue.fields=ready"}, `--queue.fields / RABBITMQ_QUEUE_FIELDS: unknown field "ready" (valid: messages,`},
 		{"duration", nil, []string{"--probe.default-timeout=soon"}, `--probe.default-timeout: invalid value "soon": want a duration`},
 		{"zero duration", nil, []string{"--probe.default-timeout=0s"}, `--probe.default-timeout: invalid value "0s": must be at least 1ms`},
 		{"negative offset", nil, []string{"--probe.timeout-offset=-1s"}, `--probe.timeout-offset: invalid value "-1s": must not be negative`},

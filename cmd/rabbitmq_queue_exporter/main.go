@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/builtin"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/web"
@@ -67,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("rabbitmq.user-file", "File holding the management API user name (instead of --rabbitmq.user).").Envar("RABBITMQ_USER_FILE").PlaceHolder("FILE").StringVar(&e.UserFile)
 	app.Flag("rabbitmq.password-file", "File holding the management API password (instead of --rabbitmq.password); re-read on reload.").Envar("RABBITMQ_PASSWORD_FILE").PlaceHolder("FILE").StringVar(&e.PasswordFile)
 	app.Flag("rabbitmq.source", "Where to read queue counts: management (the management API's queue listing), prometheus (every cluster member's rabbitmq_prometheus plugin) or auto (the plugin when every running member serves it, else the management API).").Envar("RABBITMQ_SOURCE").Default("management").PlaceHolder("SOURCE").StringVar(&e.Source)
+	app.Flag("queue.fields", "Comma-separated per-queue fields to export: "+strings.Join(fieldNames(), ", ")+". Default: messages,messages_ready,messages_unacknowledged. Fields other than these three come from the management API's statistics (see the README for their cost and lag).").Envar("RABBITMQ_QUEUE_FIELDS").PlaceHolder("FIELDS").StringVar(&e.Fields)
 	app.Flag("rabbitmq.plugin-endpoints", "Comma-separated plugin endpoints (http(s)://host:port) of the cluster members, when their node names do not resolve from the exporter; default: discovered through the management API.").Envar("RABBITMQ_PLUGIN_ENDPOINTS").PlaceHolder("URLS").StringVar(&e.PluginEndpoints)
 	app.Flag("rabbitmq.tls.ca-file", "CA certificate (PEM) to verify https brokers with.").Envar("RABBITMQ_TLS_CA_FILE").PlaceHolder("FILE").StringVar(&e.TLS.CAFile)
 	app.Flag("rabbitmq.tls.cert-file", "Client certificate (PEM) for https brokers.").Envar("RABBITMQ_TLS_CERT_FILE").PlaceHolder("FILE").StringVar(&e.TLS.CertFile)
@@ -156,7 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		IdleTimeout: 2 * time.Minute,
 	}
 	logger.Info("starting "+exporterName, "version", version.Info(), "rabbitmq_host", gen.Target.String(),
-		"rabbitmq_user", gen.Env.Credentials.Username, "rabbitmq_source", gen.Env.Source, "auth_modules", len(gen.ByName))
+		"rabbitmq_user", gen.Env.Credentials.Username, "rabbitmq_source", gen.Env.Source, "queue_fields", gen.Env.QueueFields().Names(), "auth_modules", len(gen.ByName))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -209,4 +212,13 @@ func moduleVersion(bi *debug.BuildInfo) string {
 		return "unknown"
 	}
 	return bi.Main.Version
+}
+
+// fieldNames lists every field --queue.fields accepts.
+func fieldNames() []string {
+	var names []string
+	for _, f := range queue.Table() {
+		names = append(names, f.Name)
+	}
+	return names
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // Client lists queues over the management HTTP API.
@@ -17,6 +18,14 @@ type Client struct {
 	HTTP         *http.Client // from the module: TLS, proxy, connection limits, user agent
 	MaxBodyBytes int64
 	Limits       DecodeLimits
+	Fields       queue.FieldSet // nil: the default fields
+}
+
+func (c *Client) fields() queue.FieldSet {
+	if c.Fields == nil {
+		return queue.Fields()
+	}
+	return c.Fields
 }
 
 // StatusError is a non-200 answer from the management API.
@@ -46,7 +55,7 @@ var ErrBodyTooLarge = errors.New("response body exceeds the configured maximum")
 // ListQueues requests the queue listing of t and calls fn for each queue as it
 // is decoded. The whole exchange ends when ctx does.
 func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred config.Credentials, fn func(*Queue) error) error {
-	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQuery())
+	resp, err := c.get(ctx, t, cred, "/api/queues?"+QueuesQueryOf(c.fields()))
 	if err != nil {
 		return err
 	}
@@ -56,7 +65,7 @@ func (c *Client) ListQueues(ctx context.Context, t brokerhttp.Target, cred confi
 		limit = config.DefaultMaxBodyBytes
 	}
 	body := &limitedReader{r: resp.Body, remaining: limit}
-	if err := DecodeQueues(body, c.Limits, fn); err != nil {
+	if err := DecodeQueuesOf(body, c.Limits, c.fields(), fn); err != nil {
 		if body.exceeded {
 			return fmt.Errorf("%w (%d bytes; raise --rabbitmq.max-response-bytes)", ErrBodyTooLarge, limit)
 		}

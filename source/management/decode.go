@@ -63,6 +63,12 @@ func DecodeQueues(r io.Reader, lim DecodeLimits, fn func(*Queue) error) error {
 	return decodeQueues(r, lim, brokerKeys, fn, nil)
 }
 
+// DecodeQueuesOf is DecodeQueues for the fields fs: Counts are numbered as
+// in fs, and a Float field may be any JSON number (kept as float64 bits).
+func DecodeQueuesOf(r io.Reader, lim DecodeLimits, fs queue.FieldSet, fn func(*Queue) error) error {
+	return decodeQueues(r, lim, keysOf(fs), fn, nil)
+}
+
 // decodeStats counts the queues decoded, and those the fast path left to the general one.
 type decodeStats struct {
 	queues, slow int

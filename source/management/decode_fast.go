@@ -2,6 +2,7 @@ package management
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
@@ -121,6 +122,9 @@ func (d *decoder) fastCounts(b []byte, i int, r int) int {
 			return -1
 		}
 		q.Counts[t.field] = int64(n)
+		if t.float {
+			q.Counts[t.field] = int64(math.Float64bits(float64(n)))
+		}
 		q.Has |= t.bit
 		i += len(t.s) + j
 	}
@@ -149,6 +153,9 @@ func (d *decoder) fastCountsSlow(b []byte, i int, run []keyToken) int {
 			return -1
 		}
 		q.Counts[t.field] = int64(n)
+		if t.float {
+			q.Counts[t.field] = int64(math.Float64bits(float64(n)))
+		}
 		q.Has |= t.bit
 		i = j
 	}

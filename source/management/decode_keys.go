@@ -14,8 +14,8 @@ import (
 // queue.Fields.
 const (
 	fieldOther = -1
-	fieldName  = queue.NumFields
-	fieldVhost = queue.NumFields + 1
+	fieldName  = queue.MaxFields
+	fieldVhost = queue.MaxFields + 1
 )
 
 // queueKeys is the decoder's view of the per-queue field table: the keys it reads and the
@@ -31,12 +31,15 @@ type queueKeys struct {
 	// byLen[n] has bit i set when order[i].key is n bytes long: most keys of a full listing
 	// are none of ours, and their length alone says so.
 	byLen [maxKeyLen + 1]uint64
+	// float has bit f set when count f is a Float field: fractions and
+	// exponents allowed, the value kept as float64 bits.
+	float uint64
 }
 
 const maxKeyLen = 64
 
 // byLen's bits must number every key; this fails to compile when they cannot.
-const _ = uint(64 - (queue.NumFields + 2))
+const _ = uint(64 - (queue.MaxFields + 2))
 
 // keyToken is one key as fastQueue matches it: its separator (the '{' or ',' before it, filled in
 // by the caller), the quoted key and the colon. A token of up to tokenWords words is also kept as
@@ -45,6 +48,7 @@ const _ = uint(64 - (queue.NumFields + 2))
 type keyToken struct {
 	field        int
 	bit          queue.Presence // of a count
+	float        bool           // a Float field's token
 	key          string
 	s            string             // the token, with a NUL for the separator
 	words, masks [tokenWords]uint64 // little-endian; masks select the token's bytes
@@ -54,7 +58,7 @@ const tokenWords = 4
 
 func newKeyToken(field int, key string) keyToken {
 	t := keyToken{field: field, key: key, s: "\x00\"" + key + `":`}
-	if field < queue.NumFields {
+	if field < queue.MaxFields {
 		t.bit = queue.Bit(field)
 	}
 	var b [8 * tokenWords]byte
@@ -75,15 +79,40 @@ func (t *keyToken) at(b []byte, sep byte) bool {
 	return len(b) >= len(t.s) && b[0] == sep && string(b[1:len(t.s)]) == t.s[1:]
 }
 
-// brokerKeys are the keys of queue.Fields. Built once at start-up and never changed.
+// brokerKeys are the keys of the default fields. Built once at start-up and never changed.
 var brokerKeys = newQueueKeys(managementKeys())
 
-func managementKeys() []string {
+func managementKeys() []string { return columnsOf(queue.Fields()) }
+
+func columnsOf(fs queue.FieldSet) []string {
 	var keys []string
-	for _, f := range queue.Fields() {
+	for _, f := range fs {
 		keys = append(keys, f.Management)
 	}
 	return keys
+}
+
+// keysOf is the key table of the fields fs (the shared one for the default).
+func keysOf(fs queue.FieldSet) *queueKeys {
+	if fs == nil || fs.IsDefault() {
+		return brokerKeys
+	}
+	k := newQueueKeys(columnsOf(fs))
+	for i, f := range fs {
+		if f.Float {
+			k.float |= 1 << i
+		}
+	}
+	mark := func(ts []keyToken) {
+		for j := range ts {
+			ts[j].float = ts[j].field < queue.MaxFields && k.float>>ts[j].field&1 != 0
+		}
+	}
+	mark(k.order)
+	for r := range k.runs {
+		mark(k.runs[r])
+	}
+	return k
 }
 
 // newQueueKeys derives the key table from the count keys, indexed by field number. It panics
@@ -93,8 +122,8 @@ func managementKeys() []string {
 // TestCanonicalListingTakesFastPath show it. fastQueue expects that order, whatever the keys,
 // so a new count key sorting between two others keeps the listing on the fast path.
 func newQueueKeys(counts []string) *queueKeys {
-	if len(counts) > queue.NumFields {
-		panic(fmt.Sprintf("management: %d count keys, room for %d", len(counts), queue.NumFields))
+	if len(counts) > queue.MaxFields {
+		panic(fmt.Sprintf("management: %d count keys, room for %d", len(counts), queue.MaxFields))
 	}
 	k := &queueKeys{counts: slices.Clone(counts)}
 	add := func(field int, key string) {

@@ -209,7 +209,7 @@ func TestQueueKeysRejectsBadTables(t *testing.T) {
 
 func tooManyKeys() []string {
 	var keys []string
-	for i := range queue.NumFields + 1 {
+	for i := range queue.MaxFields + 1 {
 		keys = append(keys, fmt.Sprint("k", i))
 	}
 	return keys

@@ -3,6 +3,7 @@ package management
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
@@ -10,6 +11,9 @@ import (
 // readCount reads the value of count field f starting with c (unconsumed) into d.q.
 func (d *decoder) readCount(c byte, f int) error {
 	q := &d.q
+	if d.keys.float>>f&1 != 0 {
+		return d.readFloat(c, f)
+	}
 	n, null, err := d.readUint(c, "queue field", d.keys.counts[f], true)
 	if err != nil {
 		return err
@@ -23,6 +27,56 @@ func (d *decoder) readCount(c byte, f int) error {
 	q.Counts[f] = n
 	q.Has |= queue.Bit(f)
 	return nil
+}
+
+// maxFloatBytes bounds a Float field's number literal: a double needs at
+// most 24 bytes in its shortest form, so a longer one is not one we accept.
+const maxFloatBytes = 40
+
+// readFloat reads the value of Float field f starting with c (unconsumed): a
+// JSON number, kept as float64 bits, or null (absent).
+func (d *decoder) readFloat(c byte, f int) error {
+	q := &d.q
+	key := d.keys.counts[f]
+	if c == 'n' {
+		q.Has &^= queue.Bit(f)
+		q.Counts[f] = 0
+		return d.literal("null")
+	}
+	start := d.offset()
+	var lit [maxFloatBytes + 1]byte
+	n := 0
+	for {
+		c, ok := d.peek()
+		if !ok || !numberByte(c) {
+			break
+		}
+		if n == maxFloatBytes {
+			return fmt.Errorf("queue field %q at offset %d: number longer than %d bytes", key, start, maxFloatBytes)
+		}
+		lit[n] = c
+		n++
+		d.pos++
+	}
+	lit[n] = ' ' // numberLen needs a byte after the literal
+	if n == 0 || numberLen(lit[:n+1]) != n {
+		if n == 0 {
+			return fmt.Errorf("queue field %q at offset %d must be a number or null, found %s", key, start, describe(c))
+		}
+		return fmt.Errorf("queue field %q at offset %d is not a valid number", key, start)
+	}
+	v, err := strconv.ParseFloat(string(lit[:n]), 64)
+	if err != nil {
+		return fmt.Errorf("queue field %q at offset %d is out of range", key, start)
+	}
+	q.Counts[f] = int64(math.Float64bits(v))
+	q.Has |= queue.Bit(f)
+	return nil
+}
+
+// numberByte reports whether c may be part of a JSON number literal.
+func numberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }
 
 // readUint reads a non-negative integer that fits int64, or null when nullOK, starting with c

@@ -18,7 +18,7 @@ type Source struct{}
 
 // List implements source.Source.
 func (Source) List(ctx context.Context, target brokerhttp.Target, module *config.Module, _ *slog.Logger) (*source.Listing, error) {
-	client := Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes}
+	client := Client{HTTP: module.HTTP, MaxBodyBytes: module.MaxBodyBytes, Fields: module.Fields}
 	qs := source.NewQueueSet(target, module)
 	filter := &module.Filter
 	all := filter.Empty()

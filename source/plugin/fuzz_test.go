@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 // fuzzLimits are small, so the fuzzer reaches them.
@@ -17,7 +18,7 @@ var fuzzLimits = Limits{MaxLineBytes: 4096, MaxHeldBytes: 256, MaxFamilies: 16}
 // memory bounds whatever the input.
 func parseChecked(t *testing.T, body []byte) (*recorder, Result, error) {
 	r := newRecorder()
-	p := newParser(r, nil, fuzzLimits)
+	p := newParser(r, nil, fuzzLimits, queue.Fields())
 	defer p.release()
 	err := p.run(bytes.NewReader(body))
 	if err == nil {

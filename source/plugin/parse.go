@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -124,7 +125,15 @@ type Result struct {
 //
 // See doc.go for the rules that make a successful Parse exact.
 func Parse(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits) (Result, error) {
-	p := newParser(dst, keep, lim)
+	return ParseOf(r, dst, keep, lim, queue.Fields())
+}
+
+// ParseOf is Parse for the fields fs: it requires exactly their families
+// (from the groups fs.Groups() asks for) and hands dst field numbers as in fs.
+// A Float field's value is its float64 bits, and a NaN sample (the plugin's
+// "none", e.g. a queue without a head message timestamp) is no sample.
+func ParseOf(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits, fs queue.FieldSet) (Result, error) {
+	p := newParser(dst, keep, lim, fs)
 	defer p.release()
 	defer p.blockRows.release()
 	if err := p.run(r); err != nil {
@@ -138,11 +147,14 @@ func Parse(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limits
 
 // family is one metric family of ours: where its samples go.
 type family struct {
-	name  []byte
-	field int
-	seen  bool   // its block was opened
-	lines int    // samples, before keep
-	rows  uint64 // sum of the hashes of its samples' label texts
+	name   []byte
+	field  int
+	group  string
+	sparse bool   // may leave queues out (queue.Field.Sparse)
+	float  bool   // values are floats, NaN meaning none
+	seen   bool   // its block was opened
+	lines  int    // samples, before keep
+	rows   uint64 // sum of the hashes of its samples' label texts
 }
 
 // blockKind is what the lines of the current block are checked against.
@@ -170,7 +182,7 @@ type parser struct {
 
 	buf []byte // the read window
 
-	fams    [queue.NumFields]family
+	fams    []family
 	seen    map[string]struct{} // every family opened, for "one block per family"
 	kind    blockKind
 	cur     []byte // current block's family name (aliases fams or name)
@@ -209,7 +221,7 @@ type heldSample struct {
 
 var windowPool = sync.Pool{New: func() any { b := make([]byte, readWindow); return &b }}
 
-func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser {
+func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits, fields queue.FieldSet) *parser {
 	if lim.MaxLineBytes <= 0 {
 		lim.MaxLineBytes = defaultMaxLineBytes
 	}
@@ -220,9 +232,9 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits) *parser
 		lim.MaxFamilies = defaultMaxFamilies
 	}
 	p := &parser{dst: dst, keep: keep, lim: lim, seen: make(map[string]struct{}, 16), memo: keepMemo{field: -1}, seed: maphash.MakeSeed()}
-	fields := queue.Fields()
+	p.fams = make([]family, len(fields))
 	for i, f := range fields {
-		p.fams[i] = family{name: []byte(f.Plugin), field: i}
+		p.fams[i] = family{name: []byte(f.Plugin), field: i, group: f.Group, sparse: f.Sparse, float: f.Float}
 	}
 	p.buf = *windowPool.Get().(*[]byte)
 	return p
@@ -465,7 +477,13 @@ func (p *parser) sample(l []byte) error {
 	if sp < 2 || l[sp-1] != '}' || l[sp-2] != '"' || !bytes.HasPrefix(l, []byte(labelsOpen)) || sp-2 < len(labelsOpen) {
 		return p.ambiguous("a sample of %s that is not {vhost=\"…\",queue=\"…\"} VALUE: %s", f.name, clip(l))
 	}
-	v, ok := parseCount(l[sp+1:])
+	var v int64
+	var ok, none bool
+	if f.float {
+		v, none, ok = parseFloat(l[sp+1:])
+	} else {
+		v, ok = parseCount(l[sp+1:])
+	}
 	if !ok {
 		return p.ambiguous("a sample of %s whose value is not a count: %s", f.name, clip(l))
 	}
@@ -473,6 +491,9 @@ func (p *parser) sample(l []byte) error {
 	h := maphash.Bytes(p.seed, labels)
 	f.rows += h
 	p.blockRows.add(f.field, h)
+	if none {
+		return nil // its labels still count for the checks above
+	}
 	// Fast path: one double quote (the separator's first) before the name,
 	// none after it, no backslash: both modes read it the same.
 	if q := bytes.IndexByte(labels, '"'); q >= 0 && bytes.HasPrefix(labels[q:], []byte(labelsMid)) {
@@ -587,7 +608,7 @@ func (p *parser) finish() error {
 	}
 	for _, f := range p.fams {
 		if !f.seen {
-			return p.malformed("family %s is missing (not an answer to /metrics/detailed?family=queue_coarse_metrics?)", f.name)
+			return p.malformed("family %s is missing (not an answer to /metrics/detailed?family=%s?)", f.name, f.group)
 		}
 		p.res.Queues = max(p.res.Queues, f.lines)
 	}
@@ -606,12 +627,23 @@ func (p *parser) finish() error {
 		// Every version that writes raw labels renders each family from the
 		// same list of queues (doc.go), so the families must list the same
 		// label texts: same number, same sum of seeded 64-bit hashes.
-		for _, f := range p.fams[1:] {
-			if f.lines != p.fams[0].lines {
-				return fmt.Errorf("%w: families %s and %s list %d and %d queues", ErrAmbiguous, p.fams[0].name, f.name, p.fams[0].lines, f.lines)
+		// Only families of one group come from the same list, and sparse
+		// ones leave some of its queues out.
+		for i, f := range p.fams {
+			if f.sparse {
+				continue
 			}
-			if f.rows != p.fams[0].rows {
-				return fmt.Errorf("%w: families %s and %s list different queues", ErrAmbiguous, p.fams[0].name, f.name)
+			for _, g := range p.fams[:i] {
+				if g.sparse || g.group != f.group {
+					continue
+				}
+				if f.lines != g.lines {
+					return fmt.Errorf("%w: families %s and %s list %d and %d queues", ErrAmbiguous, g.name, f.name, g.lines, f.lines)
+				}
+				if f.rows != g.rows {
+					return fmt.Errorf("%w: families %s and %s list different queues", ErrAmbiguous, g.name, f.name)
+				}
+				break
 			}
 		}
 	}
@@ -658,6 +690,33 @@ func parseCount(b []byte) (int64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// parseFloat reads a Float field's value as prometheus.erl writes it (an
+// integer, a float, or NaN for none), returning its float64 bits; none is
+// true for NaN.
+func parseFloat(b []byte) (bits int64, none, ok bool) {
+	if v, ok := parseCount(b); ok && v < 1<<53 {
+		return int64(math.Float64bits(float64(v))), false, true
+	}
+	if string(b) == "NaN" {
+		return 0, true, true
+	}
+	// Digits, sign, point and exponent only: ParseFloat alone would also take
+	// "Inf", "0x1p3" and underscores, which the plugin never writes.
+	if len(b) == 0 || len(b) > 40 {
+		return 0, false, false
+	}
+	for _, c := range b {
+		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
+			return 0, false, false
+		}
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, false, false
+	}
+	return int64(math.Float64bits(v)), false, true
 }
 
 // clip shortens b for an error message and quotes it, so a name with line

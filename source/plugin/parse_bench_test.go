@@ -8,6 +8,7 @@ import (
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/benchutil"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 )
 
@@ -62,7 +63,7 @@ func BenchmarkSkipFamily(b *testing.B) {
 	block := body[start:end]
 	b.SetBytes(int64(len(block)))
 	b.ReportAllocs()
-	p := newParser(&nopSink{}, nil, Limits{})
+	p := newParser(&nopSink{}, nil, Limits{}, queue.Fields())
 	defer p.release()
 	lines := bytes.SplitAfter(block, []byte("\n"))
 	cpu := benchutil.CPUTime()
@@ -88,4 +89,42 @@ func reportCPU(b *testing.B, start time.Duration, queues, size int) {
 		b.ReportMetric(perOp/float64(queues), "cpu-ns/queue")
 	}
 	b.ReportMetric(float64(size)/perOp*1e3, "cpu-MB/s")
+}
+
+// BenchmarkParseFields parses 100k-queue answers for field groups beyond
+// the depths (the families the chosen fields need, as the fake generates
+// them from the field table) into a QueueSet. The depths row is the
+// default's floor: a group costs about its share of the body more.
+func BenchmarkParseFields(b *testing.B) {
+	const queues = 100_000
+	o := fakeapi.Options{Queues: queues, Vhosts: 10}
+	for _, tc := range []struct{ name, fields string }{
+		{"depths", ""},
+		{"depths+consumers", "messages,messages_ready,messages_unacknowledged,consumers"},
+		{"issue14", "messages,messages_ready,consumers,consumer_capacity,head_message_timestamp"},
+		{"metrics-group", "messages,consumer_capacity,head_message_timestamp,message_bytes,messages_persistent,memory"},
+	} {
+		fs, err := queue.ParseList(tc.fields)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, style := range []fakeapi.PluginStyle{fakeapi.PluginRaw, fakeapi.PluginEscaped} {
+			body := fakeapi.GeneratePluginOf(o, style, fs)
+			b.Run(tc.name+"/"+string(style), func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				cpu := benchutil.CPUTime()
+				for b.Loop() {
+					qs := queueset.NewQueueSetOf("rabbit-1.example.com", 0, fs)
+					if _, err := ParseOf(bytes.NewReader(body), qs, nil, Limits{}, fs); err != nil {
+						b.Fatal(err)
+					}
+					if qs.Len() != queues {
+						b.Fatalf("%d queues", qs.Len())
+					}
+				}
+				reportCPU(b, cpu, queues, len(body))
+			})
+		}
+	}
 }

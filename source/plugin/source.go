@@ -21,10 +21,6 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
 )
 
-// pluginPath is the plugin's per-object endpoint, asking for the one metric
-// group that holds the queue counts.
-const pluginPath = "/metrics/detailed?family=queue_coarse_metrics"
-
 // memberTTL is how long a discovered member list is reused. Membership
 // rarely changes; a member that fails drops the list at once.
 const memberTTL = 30 * time.Second
@@ -249,7 +245,7 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 // the broker's answer.
 func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
 	ctx = brokerhttp.WithApprovedTarget(ctx, endpoint)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+pluginPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+RequestPath(module.QueueFields()), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +268,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 	if module.MaxBodyBytes <= 0 {
 		body = resp.Body
 	}
-	res, err := Parse(body, qs, keep, Limits{Vhosts: vhosts})
+	res, err := ParseOf(body, qs, keep, Limits{Vhosts: vhosts}, module.QueueFields())
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, requestError(ctx, ctxErr)
