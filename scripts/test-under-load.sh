@@ -37,6 +37,7 @@ stop_load() {
   done
   pids=()
 }
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   stop_load
   if [[ "${KEEP:-}" == 1 ]]; then
