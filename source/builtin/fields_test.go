@@ -27,7 +27,7 @@ import (
 // them (the one-row promise).
 var synthetic = []queue.Field{
 	{
-		Name: "synthetic_count", Metric: "rabbitmq_individual_queue_synthetic_count",
+		Name: "synthetic_count", Metric: "rabbitmq_individual_queue_synthetic_things",
 		Help: "A count only this test knows.", Management: "synthetic_count", Stats: true,
 		Group: "queue_synthetic", Plugin: "rabbitmq_detailed_queue_synthetic_count",
 	},
@@ -148,7 +148,8 @@ func checkFields(t *testing.T, fs queue.FieldSet, style fakeapi.PluginStyle) {
 		if l.Queues.MissingCounts() != wantMissing {
 			t.Errorf("%s (%s): %d queues missing counts, want %d", name, fs.Names(), l.Queues.MissingCounts(), wantMissing)
 		}
-		got := scrapetest.ParseText(t, buf.String())
+		// promtool judges the families as written (names, HELP, values).
+		got := scrapetest.Check(t, http.Header{"Content-Type": {scrapetest.TextContentType}}, buf.Bytes())
 		if len(got) != len(want) {
 			t.Errorf("%s (%s, %s): %d samples, want %d", name, style, fs.Names(), len(got), len(want))
 		}
