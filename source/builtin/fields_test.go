@@ -49,6 +49,7 @@ func TestFieldsThroughBothSources(t *testing.T) {
 	}{
 		{"default", nil},
 		{"depths and consumers", []string{"messages_ready", "consumers"}},
+		{"consumers alone", []string{"consumers"}},
 		{"issue 14 fields", []string{"messages", "consumers", "consumer_capacity", "head_message_timestamp"}},
 		{"metrics group", []string{"message_bytes", "messages_persistent", "memory"}},
 		{"synthetic", []string{"messages", "synthetic_count", "synthetic_share", "head_message_timestamp"}},
@@ -93,8 +94,8 @@ func checkFields(t *testing.T, fs queue.FieldSet, style fakeapi.PluginStyle) {
 	}))
 	defer mgmt.Close()
 	pluginSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if got := r.URL.Query()["family"]; r.URL.Path != "/metrics/detailed" || !slices.Equal(got, fs.Groups()) {
-			t.Errorf("plugin request %s, want the groups %v", r.URL, fs.Groups())
+		if got := r.URL.Query()["family"]; r.URL.Path != "/metrics/detailed" || !slices.Equal(got, fs.PluginGroups()) {
+			t.Errorf("plugin request %s, want the groups %v", r.URL, fs.PluginGroups())
 			http.NotFound(w, r)
 			return
 		}
