@@ -192,6 +192,21 @@ func (fs FieldSet) Groups() []string {
 	return groups
 }
 
+// PluginGroups are the family groups a plugin request for fs asks for:
+// Groups, plus queue_coarse_metrics when queue_consumer_count would be the
+// only group. That group is one family, so in an answer with raw labels
+// (3.9.9-3.12.10) a queue name with a line feed could forge a whole sample
+// line of it that no other block contradicts; with the coarse families
+// beside it every queue is rendered in several blocks, which the plugin
+// parser compares (source/plugin/doc.go).
+func (fs FieldSet) PluginGroups() []string {
+	groups := fs.Groups()
+	if len(groups) == 1 && groups[0] == GroupConsumer {
+		groups = []string{GroupCoarse, GroupConsumer}
+	}
+	return groups
+}
+
 // Select picks the fields named in names from tab (duplicates and empty
 // names ignored), in tab's order so that the answer does not depend on how
 // the operator ordered the list. No names means the default.

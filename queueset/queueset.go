@@ -79,7 +79,7 @@ type QueueSet struct {
 	complete  int // queues with every count present
 	perFamily [queue.MaxFields]int
 	fields    queue.FieldSet
-	stride    int // len(fields)
+	stride    int            // len(fields)
 	all       queue.Presence // every field of fields present
 	required  queue.Presence // the fields a complete queue has (see MissingCounts)
 

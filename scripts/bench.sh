@@ -19,6 +19,8 @@
 #   REAL_USER / REAL_PASSWORD   (default guest / guest)
 #   BENCHTIME   go test -benchtime (default 1s)
 #   PLUGIN_STYLES / PLUGIN_SIZES   fake plugin rows (default "raw escaped" / "10000 100000")
+#   PLUGIN_FIELDS      space-separated --queue.fields lists for more fake plugin rows (default none), e.g.
+#                      "messages,messages_ready,messages_unacknowledged,consumers,head_message_timestamp"
 #   REAL_PLUGIN_URL    the real broker's rabbitmq_prometheus (default http://127.0.0.1:15692)
 #   REAL_PLUGIN_ALLOW  --probe.allowed-targets for the plugin-source exporter (default the local plugin port)
 #   EXPORTER    an exporter binary to measure instead of building this tree (A/B comparisons)
@@ -41,6 +43,7 @@ REAL_PASSWORD="${REAL_PASSWORD:-guest}"
 BENCHTIME="${BENCHTIME:-1s}"
 PLUGIN_STYLES="${PLUGIN_STYLES:-raw escaped}"
 PLUGIN_SIZES="${PLUGIN_SIZES:-10000 100000}"
+PLUGIN_FIELDS="${PLUGIN_FIELDS:-}"
 REAL_PLUGIN_URL="${REAL_PLUGIN_URL:-http://127.0.0.1:15692}"
 REAL_PLUGIN_ALLOW="${REAL_PLUGIN_ALLOW:-(localhost|127\.0\.0\.1):15692}"
 part="${1:-all}"
@@ -133,27 +136,31 @@ e2e() {
 
   # Issue 9: the plugin source against a fake rabbitmq_prometheus endpoint, in
   # 3.10's raw labels and 4.x's escaped ones (endpoint configured, so no discovery).
+  for fields in "" ${PLUGIN_FIELDS}; do
   for style in ${PLUGIN_STYLES}; do
     for n in ${PLUGIN_SIZES}; do
-      echo "== plugin source, ${style} labels, ${n} queues: fresh fake plugin and exporter" >&2
+      echo "== plugin source, ${style} labels, ${n} queues${fields:+, fields ${fields}}: fresh fake plugin and exporter" >&2
       local bport pport eport
       bport="$("${bin}/benchscrape" freeport)"
       pport="$("${bin}/benchscrape" freeport)"
       "${bin}/fakebroker" -listen "127.0.0.1:${bport}" -plugin-listen "127.0.0.1:${pport}" -plugin-style "${style}" \
-        -queues "${n}" -vhosts 10 -stream-every 0 -user "${user}" -password "${password}" \
+        -queues "${n}" -vhosts 10 -stream-every 0 -user "${user}" -password "${password}" ${fields:+-fields "${fields}"} \
         >"${work}/fakeplugin-${style}-${n}.log" 2>&1 &
       local bpid=$!
       pids+=("${bpid}")
       eport="$("${bin}/benchscrape" freeport)"
       start_exporter "exporter-plugin-${style}-${n}.log" "${eport}" "${user}" "${password}" \
-        --rabbitmq.host="127.0.0.1:${bport}" --rabbitmq.source=prometheus --rabbitmq.plugin-endpoints="http://127.0.0.1:${pport}"
+        --rabbitmq.host="127.0.0.1:${bport}" --rabbitmq.source=prometheus --rabbitmq.plugin-endpoints="http://127.0.0.1:${pport}" \
+        ${fields:+--queue.fields="${fields}"}
       local epid="${started_pid}"
       bounded 40 "${bin}/benchscrape" wait "http://127.0.0.1:${bport}/stats" "http://127.0.0.1:${eport}/-/healthy"
       bounded 120 "${bin}/benchscrape" plugin-fake -exporter "http://127.0.0.1:${eport}" -plugin "http://127.0.0.1:${pport}" \
-        -style "${style}" -pid "${epid}" -queues "${n}" -runs "${RUNS}" -min-time "${MIN_TIME}" -out "${results}"
+        -style "${style}" -pid "${epid}" -queues "${n}" -runs "${RUNS}" -min-time "${MIN_TIME}" -out "${results}" \
+        ${fields:+-fields "${fields}"}
       stop_pid "${epid}"
       stop_pid "${bpid}"
     done
+  done
   done
 
   local largest

@@ -125,19 +125,30 @@ func GenerateOf(o Options, fs qtab.FieldSet) []byte {
 	return append(b, ']')
 }
 
-// GeneratePluginOf is GeneratePlugin's answer for fs: the families of fs
-// (with the queue_coarse_metrics group's reductions family when that group
-// is asked for), group by group; a missing Float value is NaN, as the plugin
+// GeneratePluginOf is GeneratePlugin's answer for fs: the families of the
+// groups fs.PluginGroups names (the whole queue_coarse_metrics group, its
+// reductions family included, when it is asked for), group by group; a missing Float value is NaN, as the plugin
 // writes it.
 func GeneratePluginOf(o Options, style PluginStyle, fs qtab.FieldSet) []byte {
 	nv := max(o.Vhosts, 1)
 	var b []byte
 	var name []byte
-	for _, g := range fs.Groups() {
+	for _, g := range fs.PluginGroups() {
+		var rows []qtab.Field
 		for _, f := range fs {
-			if f.Group != g {
-				continue
+			if f.Group == g {
+				rows = append(rows, f)
 			}
+		}
+		if g == qtab.GroupCoarse {
+			// The plugin writes the whole group, chosen or not.
+			for _, f := range qtab.Fields() {
+				if !slices.ContainsFunc(rows, func(r qtab.Field) bool { return r.Plugin == f.Plugin }) {
+					rows = append(rows, f)
+				}
+			}
+		}
+		for _, f := range rows {
 			b = appendPrologue(b, f.Plugin, "gauge", f.Help)
 			for i := range o.Queues {
 				v, ok := Value(o, i, f)

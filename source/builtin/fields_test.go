@@ -27,7 +27,7 @@ import (
 // them (the one-row promise).
 var synthetic = []queue.Field{
 	{
-		Name: "synthetic_count", Metric: "rabbitmq_individual_queue_synthetic_count",
+		Name: "synthetic_count", Metric: "rabbitmq_individual_queue_synthetic_things",
 		Help: "A count only this test knows.", Management: "synthetic_count", Stats: true,
 		Group: "queue_synthetic", Plugin: "rabbitmq_detailed_queue_synthetic_count",
 	},
@@ -49,6 +49,7 @@ func TestFieldsThroughBothSources(t *testing.T) {
 	}{
 		{"default", nil},
 		{"depths and consumers", []string{"messages_ready", "consumers"}},
+		{"consumers alone", []string{"consumers"}},
 		{"issue 14 fields", []string{"messages", "consumers", "consumer_capacity", "head_message_timestamp"}},
 		{"metrics group", []string{"message_bytes", "messages_persistent", "memory"}},
 		{"synthetic", []string{"messages", "synthetic_count", "synthetic_share", "head_message_timestamp"}},
@@ -93,8 +94,8 @@ func checkFields(t *testing.T, fs queue.FieldSet, style fakeapi.PluginStyle) {
 	}))
 	defer mgmt.Close()
 	pluginSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if got := r.URL.Query()["family"]; r.URL.Path != "/metrics/detailed" || !slices.Equal(got, fs.Groups()) {
-			t.Errorf("plugin request %s, want the groups %v", r.URL, fs.Groups())
+		if got := r.URL.Query()["family"]; r.URL.Path != "/metrics/detailed" || !slices.Equal(got, fs.PluginGroups()) {
+			t.Errorf("plugin request %s, want the groups %v", r.URL, fs.PluginGroups())
 			http.NotFound(w, r)
 			return
 		}
@@ -148,7 +149,8 @@ func checkFields(t *testing.T, fs queue.FieldSet, style fakeapi.PluginStyle) {
 		if l.Queues.MissingCounts() != wantMissing {
 			t.Errorf("%s (%s): %d queues missing counts, want %d", name, fs.Names(), l.Queues.MissingCounts(), wantMissing)
 		}
-		got := scrapetest.ParseText(t, buf.String())
+		// promtool judges the families as written (names, HELP, values).
+		got := scrapetest.Check(t, http.Header{"Content-Type": {scrapetest.TextContentType}}, buf.Bytes())
 		if len(got) != len(want) {
 			t.Errorf("%s (%s, %s): %d samples, want %d", name, style, fs.Names(), len(got), len(want))
 		}

@@ -70,7 +70,14 @@
 //     follows it. Comments, empty lines and foreign samples are refused.
 //  2. Each of our families must be present, and in raw (or unknown) mode
 //     they must list the same label texts (same number of samples, same sum
-//     of seeded 64-bit hashes of the text between the braces).
+//     of seeded 64-bit hashes of the text between the braces). With chosen
+//     fields (queue/fields.go) this holds for the families that list every
+//     queue, across groups; sparse ones (queue_metrics: a stream has no
+//     head message timestamp) are exempt, which the argument below allows
+//     because that group renders every queue in several blocks. A lone
+//     queue_consumer_count family, one block per queue, is never asked for
+//     alone: the coarse group comes with it, its messages family a witness
+//     read only for this rule.
 //  3. A sample of ours is NAME{vhost="X"} VALUE split at the last space:
 //     VALUE is a plain non-negative integer (no space in it), so a name
 //     containing `"} ` is harmless. X must contain `",queue="` exactly once

@@ -63,6 +63,27 @@ func TestParseFields(t *testing.T) {
 	if got := RequestPath(fs); got != "/metrics/detailed?family=queue_consumer_count&family=queue_metrics" {
 		t.Errorf("RequestPath = %s", got)
 	}
+	// A lone consumers family comes with the coarse group as a witness: in
+	// raw labels a name with a line feed can forge a line within one block,
+	// but not in every block the queue is rendered in.
+	alone, _ := queue.ParseList("consumers")
+	if got := RequestPath(alone); got != "/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count" {
+		t.Errorf("RequestPath(consumers) = %s", got)
+	}
+	coarse := "# TYPE rabbitmq_detailed_queue_messages gauge\n# HELP rabbitmq_detailed_queue_messages m\n" +
+		`rabbitmq_detailed_queue_messages{vhost="v",queue="x"} 1` + "\n"
+	forged := "# TYPE rabbitmq_detailed_queue_consumers gauge\n# HELP rabbitmq_detailed_queue_consumers c\n" +
+		`rabbitmq_detailed_queue_consumers{vhost="v",queue="x"} 7` + "\n" +
+		`rabbitmq_detailed_queue_consumers{vhost="v",queue="victim"} 0` + "\n"
+	if _, err := ParseOf(strings.NewReader(coarse+forged+tail), newRecorder(), nil, Limits{}, alone); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("a consumers line no coarse family has: %v, want ErrAmbiguous", err)
+	}
+	honest := strings.Replace(forged, `rabbitmq_detailed_queue_consumers{vhost="v",queue="victim"} 0`+"\n", "", 1)
+	r := newRecorder()
+	if _, err := ParseOf(strings.NewReader(coarse+honest+tail), r, nil, Limits{}, alone); err != nil || r.String() != formatSamples(map[sample]int64{{0, "v", "x"}: 7}) {
+		t.Errorf("consumers alone: %v, %s", err, r)
+	}
+
 	// The default fields keep their non-sparse check: families of one group
 	// must list the same queues.
 	def := queue.Fields()

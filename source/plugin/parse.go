@@ -147,14 +147,15 @@ func ParseOf(r io.Reader, dst Sink, keep func(vhost, name []byte) bool, lim Limi
 
 // family is one metric family of ours: where its samples go.
 type family struct {
-	name   []byte
-	field  int
-	group  string
-	sparse bool   // may leave queues out (queue.Field.Sparse)
-	float  bool   // values are floats, NaN meaning none
-	seen   bool   // its block was opened
-	lines  int    // samples, before keep
-	rows   uint64 // sum of the hashes of its samples' label texts
+	name    []byte
+	field   int
+	group   string
+	sparse  bool   // may leave queues out (queue.Field.Sparse)
+	witness bool   // not chosen: read only to compare its queue list with the others
+	float   bool   // values are floats, NaN meaning none
+	seen    bool   // its block was opened
+	lines   int    // samples, before keep
+	rows    uint64 // sum of the hashes of its samples' label texts
 }
 
 // blockKind is what the lines of the current block are checked against.
@@ -212,6 +213,10 @@ type parser struct {
 	blockRows rowSet // each block's label texts (rule 4)
 }
 
+// witnessFamily is the coarse family read beside a lone
+// queue_consumer_count family.
+const witnessFamily = "rabbitmq_detailed_queue_messages"
+
 type heldSample struct {
 	field, pos int
 	value      int64
@@ -235,6 +240,11 @@ func newParser(dst Sink, keep func(vhost, name []byte) bool, lim Limits, fields 
 	p.fams = make([]family, len(fields))
 	for i, f := range fields {
 		p.fams[i] = family{name: []byte(f.Plugin), field: i, group: f.Group, sparse: f.Sparse, float: f.Float}
+	}
+	if groups := fields.PluginGroups(); len(groups) > len(fields.Groups()) {
+		// The coarse group was asked for beside a lone family (see
+		// queue.FieldSet.PluginGroups): its messages family is a witness.
+		p.fams = append(p.fams, family{name: []byte(witnessFamily), field: len(fields), group: queue.GroupCoarse, witness: true})
 	}
 	p.buf = *windowPool.Get().(*[]byte)
 	return p
@@ -491,7 +501,7 @@ func (p *parser) sample(l []byte) error {
 	h := maphash.Bytes(p.seed, labels)
 	f.rows += h
 	p.blockRows.add(f.field, h)
-	if none {
+	if none || f.witness {
 		return nil // its labels still count for the checks above
 	}
 	// Fast path: one double quote (the separator's first) before the name,
@@ -627,14 +637,16 @@ func (p *parser) finish() error {
 		// Every version that writes raw labels renders each family from the
 		// same list of queues (doc.go), so the families must list the same
 		// label texts: same number, same sum of seeded 64-bit hashes.
-		// Only families of one group come from the same list, and sparse
-		// ones leave some of its queues out.
+		// Sparse families leave some queues out; the others list every
+		// queue the member leads (the groups' tables are written together,
+		// so a queue created or deleted between them is rare, and makes
+		// that scrape use the management listing).
 		for i, f := range p.fams {
 			if f.sparse {
 				continue
 			}
 			for _, g := range p.fams[:i] {
-				if g.sparse || g.group != f.group {
+				if g.sparse {
 					continue
 				}
 				if f.lines != g.lines {

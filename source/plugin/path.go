@@ -11,10 +11,12 @@ import (
 const pluginPath = "/metrics/detailed?family=" + queue.GroupCoarse
 
 // RequestPath is the request path for the fields fs: only the family groups
-// their rows name, each once, so the plugin renders nothing else.
+// their rows name, each once, so the plugin renders nothing else (and
+// queue_coarse_metrics beside a lone queue_consumer_count: see
+// queue.FieldSet.PluginGroups).
 func RequestPath(fs queue.FieldSet) string {
 	if fs.IsDefault() {
 		return pluginPath
 	}
-	return "/metrics/detailed?family=" + strings.Join(fs.Groups(), "&family=")
+	return "/metrics/detailed?family=" + strings.Join(fs.PluginGroups(), "&family=")
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
+	pluginpkg "github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/plugin"
 )
 
 // pluginQuery is what the exporter asks each member's rabbitmq_prometheus for.
@@ -34,6 +36,7 @@ func runPluginFake(args []string) error {
 		concurrency = fs.Int("concurrency", 8, "simultaneous scrapes (plain, then gzip) before reading the peak RSS")
 		cpuScrapes  = fs.Int("cpu-scrapes", 20, "back-to-back scrapes to measure the exporter's CPU per scrape over")
 		out         = fs.String("out", "", "results file (JSON lines)")
+		fields      = fs.String("fields", "", "the exporter's --queue.fields (and fakebroker's -fields); default the depths")
 	)
 	_ = fs.Parse(args) // ExitOnError: a bad flag exits
 	if *exporter == "" || *plugin == "" || *pid == 0 || *out == "" {
@@ -46,7 +49,14 @@ func runPluginFake(args []string) error {
 			expected++
 		}
 	}
-	raw := fetch{url: *plugin + pluginQuery}
+	chosen, err := queue.ParseList(*fields)
+	if err != nil {
+		return err
+	}
+	if !chosen.IsDefault() {
+		*style += " " + chosen.Names()
+	}
+	raw := fetch{url: *plugin + pluginpkg.RequestPath(chosen)}
 	scrape := fetch{url: *exporter + "/probe"}
 	answer, head, err := firstAnswer(scrape, 2, expected)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queue"
 )
 
 func main() {
@@ -41,17 +42,23 @@ func main() {
 		latency  = flag.Duration("latency", 0, "delay before each listing answer")
 		plugin   = flag.String("plugin-listen", "", "also serve /metrics/detailed (rabbitmq_prometheus) on this address")
 		style    = flag.String("plugin-style", "raw", "raw (3.10 labels) or escaped (4.x)")
+		fields   = flag.String("fields", "", "per-queue fields (as --queue.fields) the plugin answer holds; default the depths")
 	)
 	flag.Parse()
+	fs, err := queue.ParseList(*fields)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakebroker: -fields:", err)
+		os.Exit(2)
+	}
 	if err := run(*listen, *plugin, fakeapi.PluginStyle(*style), *user, *password, *latency, fakeapi.Options{
 		Queues: *queues, Vhosts: *vhosts, StreamEvery: *streams, Shape: fakeapi.Shape(*shape),
-	}); err != nil {
+	}, fs); err != nil {
 		fmt.Fprintln(os.Stderr, "fakebroker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password string, latency time.Duration, o fakeapi.Options) error {
+func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password string, latency time.Duration, o fakeapi.Options, fs queue.FieldSet) error {
 	if o.Shape != fakeapi.Lean && o.Shape != fakeapi.Full {
 		return fmt.Errorf("unknown -shape %q (lean or full)", o.Shape)
 	}
@@ -94,7 +101,11 @@ func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password 
 	defer stop()
 	servers := []*http.Server{srv}
 	if pluginListen != "" {
-		psrv, err := servePlugin(pluginListen, fakeapi.GeneratePlugin(o, style), style)
+		body := fakeapi.GeneratePlugin(o, style)
+		if !fs.IsDefault() {
+			body = fakeapi.GeneratePluginOf(o, style, fs)
+		}
+		psrv, err := servePlugin(pluginListen, body, style)
 		if err != nil {
 			ln.Close()
 			return err
