@@ -55,8 +55,8 @@ func (f *flights) do(ctx context.Context, key string, maxRun time.Duration, fn f
 		now := time.Now()
 		fl = &flight{done: make(chan struct{}), limit: now.Add(maxRun)}
 		var runCtx context.Context
-		runCtx, fl.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 		fl.deadline = minTime(deadline, fl.limit)
+		runCtx, fl.cancel = context.WithCancelCause(context.WithValue(context.WithoutCancel(ctx), deadlineKey{}, fl.deadline))
 		fl.timer = time.AfterFunc(fl.deadline.Sub(now), func() { f.expire(fl) })
 		f.m[key] = fl
 		go f.run(runCtx, key, fl, fn)
@@ -128,6 +128,20 @@ func (f *flights) expire(fl *flight) {
 	} else {
 		fl.cancel(errTimedOut)
 	}
+}
+
+type deadlineKey struct{}
+
+// Deadline is when the listing running in ctx is due to end: the deadline
+// of the scrapes waiting for it when it started (a scrape joining later may
+// move it later, never earlier), or ctx's own deadline outside a shared
+// request. A source that must answer in part before then (a cluster whose
+// members answer one by one) plans its own deadlines from it.
+func Deadline(ctx context.Context) (time.Time, bool) {
+	if d, ok := ctx.Value(deadlineKey{}).(time.Time); ok {
+		return d, true
+	}
+	return ctx.Deadline()
 }
 
 func minTime(a, b time.Time) time.Time {

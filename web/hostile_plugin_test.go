@@ -50,18 +50,19 @@ func TestTenantQueuesStayInTheirScrapes(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		hostile []fakeapi.PluginQueue
+		vhosts  []string // more vhosts the user may read
 	}{
-		{"labels held over the budget", held},
-		{"a name that reads two ways", []fakeapi.PluginQueue{pq("tenant-a", `x",queue="y`, 1, 0)}},
+		{"labels held over the budget", held, nil},
+		// Both readings name a vhost the user may read: the vhost list
+		// cannot settle it.
+		{"a name that reads two ways", []fakeapi.PluginQueue{pq("tenant-a", `x",queue="y`, 1, 0)}, []string{`tenant-a",queue="x`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			queues := append(append([]fakeapi.PluginQueue{}, tc.hostile...), pq("team-b", "orders", 3, 1))
 			a := &fakeMember{name: "rabbit@127.0.0.1", running: true, plugin: true, style: fakeapi.PluginRaw, queues: queues}
 			c := newFakeCluster(t, a)
 			c.managementQueue = `[{"name":"orders","vhost":"team-b","messages":4,"messages_ready":3,"messages_unacknowledged":1}]`
-			// The vhost list would resolve the two-way name; the tenant's
-			// vhost is left out of it as a list cached before it existed.
-			c.hideVhosts = map[string]bool{"tenant-a": true}
+			c.extraVhosts = tc.vhosts
 			user, pw := "monitor", testPassword
 			u, _ := url.Parse(c.mgmt.URL)
 			flags := config.EnvFlags{Host: u.Host, User: &user, Password: &pw, Source: "prometheus", AllowedTargets: anyLocal}

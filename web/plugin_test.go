@@ -63,6 +63,7 @@ type fakeCluster struct {
 	queuesRequests  atomic.Int32
 	managementQueue string          // /api/queues body
 	hideVhosts      map[string]bool // left out of /api/vhosts
+	extraVhosts     []string        // listed in /api/vhosts besides the queues' vhosts
 }
 
 func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
@@ -108,7 +109,10 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 					}
 				}
 			}
-			_ = json.NewEncoder(w).Encode(vhosts)
+			for _, v := range c.extraVhosts {
+				vhosts = append(vhosts, map[string]string{"name": v})
+			}
+			json.NewEncoder(w).Encode(vhosts)
 		case "/api/queues":
 			c.queuesRequests.Add(1)
 			io := c.managementQueue
@@ -214,7 +218,7 @@ func TestPluginDisabled(t *testing.T) {
 	if res.samples["probe_success"] != 0 || res.samples[hostKey("rabbitmq_up")] != 0 {
 		t.Fatalf("prometheus source without the plugin must fail:\n%s", res.body)
 	}
-	if !regexp.MustCompile(`listing queues failed.*serves no rabbitmq_prometheus plugin`).MatchString(logs.String()) {
+	if !regexp.MustCompile(`listing queues failed.*lists no rabbitmq_prometheus listener in /api/nodes \(not yet reporting its listeners, or the plugin is not enabled on it\)`).MatchString(logs.String()) {
 		t.Errorf("log lacks the reason:\n%s", logs)
 	}
 

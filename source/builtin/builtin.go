@@ -13,11 +13,14 @@ import (
 // so each process (or test) gets its own.
 func Sources() source.Set {
 	mgmt := management.Source{}
+	// Both plugin sources share discovery and the one-request-per-member
+	// gates: a module's source setting must not double the load on a member.
+	cluster := &plugin.Cluster{}
 	return source.Set{
 		config.SourceManagement: mgmt,
 		// An answer that cannot be read exactly is never used; the management
 		// listing is exact, at its cost, for that scrape.
-		config.SourcePrometheus: source.Fallback{First: &plugin.Source{}, Then: mgmt, When: source.IsUnreadable},
-		config.SourceAuto:       source.Fallback{First: &plugin.Source{Strict: true}, Then: mgmt},
+		config.SourcePrometheus: source.Fallback{First: &plugin.Source{Cluster: cluster}, Then: mgmt, When: source.IsUnreadable},
+		config.SourceAuto:       source.Fallback{First: &plugin.Source{Strict: true, Cluster: cluster}, Then: mgmt},
 	}
 }

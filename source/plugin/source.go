@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"sort"
-	"strconv"
-	"strings"
+		"net/http"
+		"sync/atomic"
 	"sync"
 	"time"
 
@@ -18,135 +15,42 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/brokerhttp"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/queueset"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
 )
 
-// memberTTL is how long a discovered member list is reused. Membership
-// rarely changes; a member that fails drops the list at once.
-const memberTTL = 30 * time.Second
+// pluginPath is the plugin's per-object endpoint, asking for the one metric
+// group that holds the queue counts.
+const pluginPath = "/metrics/detailed?family=queue_coarse_metrics"
 
-// member is one cluster member as the plugin source sees it.
-type member struct {
-	node     string            // rabbit@host; the endpoint for configured endpoints
-	endpoint brokerhttp.Target // where its plugin answers; zero if unusable
-	unusable string            // why it cannot be read (down, no plugin, not allowed); "" if it can
-}
+// maxParallelReads is how many members one listing reads at once: the
+// exporter's limit, whatever the broker lists. A healthy member answers in
+// milliseconds to seconds; a hung one holds one worker until its deadline.
+const maxParallelReads = 4
 
-// members discovers the cluster through the management API (or takes the
-// module's configured endpoints), reusing a recent answer.
-type members struct {
-	mu    sync.Mutex
-	cache map[string]cachedMembers
-}
-
-type cachedMembers struct {
-	list []member
-	// vhosts are the broker's vhost names: they tell vhost and queue apart in
-	// unescaped labels where a queue name contains `",queue="`. nil if the
-	// user may not list them.
-	vhosts map[string]bool
-	at     time.Time
-}
-
-func (ms *members) get(ctx context.Context, key string, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (cachedMembers, error) {
-	ms.mu.Lock()
-	c, ok := ms.cache[key]
-	ms.mu.Unlock()
-	if ok && time.Since(c.at) < memberTTL {
-		return c, nil
-	}
-	list, err := discover(ctx, target, module, logger)
-	if err != nil {
-		return cachedMembers{}, err
-	}
-	c = cachedMembers{list: list}
-	client := management.Client{HTTP: module.HTTP}
-	if names, err := client.ListVhosts(ctx, target, module.Credentials); err != nil {
-		logger.Debug("listing vhosts failed; queue names with \",queue=\" in unescaped plugin answers stay unreadable", "err", err)
-	} else {
-		c.vhosts = make(map[string]bool, len(names))
-		for _, n := range names {
-			c.vhosts[n] = true
-		}
-	}
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	if ms.cache == nil {
-		ms.cache = map[string]cachedMembers{}
-	}
-	now := time.Now()
-	for k, v := range ms.cache { // keys of old generations and gone targets age out
-		if now.Sub(v.at) >= memberTTL {
-			delete(ms.cache, k)
-		}
-	}
-	c.at = now
-	ms.cache[key] = c
-	return c, nil
-}
-
-// forget drops a cached member list, so the next scrape discovers again.
-func (ms *members) forget(key string) {
-	ms.mu.Lock()
-	delete(ms.cache, key)
-	ms.mu.Unlock()
-}
-
-// discover lists the members and where their plugins listen. A discovered
-// address must pass the module's allow-list: the broker's answer must never
-// steer the exporter to an address the operator did not allow.
-func discover(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) ([]member, error) {
-	if len(module.PluginEndpoints) > 0 {
-		list := make([]member, len(module.PluginEndpoints))
-		for i, e := range module.PluginEndpoints {
-			list[i] = member{node: e.HostPort(), endpoint: e}
-		}
-		return list, nil
-	}
-	client := management.Client{HTTP: module.HTTP}
-	nodes, err := client.ListNodes(ctx, target, module.Credentials)
-	if err != nil {
-		return nil, fmt.Errorf("discovering cluster members: %w", err)
-	}
-	if len(nodes) == 0 {
-		return nil, errors.New("discovering cluster members: the management API lists no nodes")
-	}
-	list := make([]member, 0, len(nodes))
-	for _, n := range nodes {
-		m := member{node: n.Name}
-		switch {
-		case !n.Running:
-			m.unusable = "not running"
-		case n.Plugin == nil:
-			m.unusable = "serves no rabbitmq_prometheus plugin (rabbitmq-plugins enable rabbitmq_prometheus)"
-		default:
-			e, err := brokerhttp.ParseTarget(n.Plugin.Scheme + "://" + net.JoinHostPort(n.Host(), strconv.Itoa(n.Plugin.Port)))
-			if err != nil {
-				m.unusable = fmt.Sprintf("its node name gives no usable address: %v", err)
-				break
-			}
-			if err := module.AllowsEndpoint(e); err != nil {
-				m.unusable = fmt.Sprintf("its plugin endpoint is not allowed: %v", err)
-				logger.Warn("not reading a cluster member: its plugin endpoint is not allowed", "node", n.Name, "endpoint", e.String(), "setting", module.Setting("targets"))
-				break
-			}
-			m.endpoint = e
-		}
-		list = append(list, m)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].node < list[j].node })
-	return list, nil
-}
+// memberShare is the part of a listing's time its member reads may take;
+// the rest is for merging and writing the answer, so that a member that
+// never answers costs its own queues and not the scrape.
+const memberShare = 0.8
 
 // Source reads every cluster member's rabbitmq_prometheus plugin. Its member
-// lists are cached per target and module; one Source serves the process.
+// lists are cached per target and module in its Cluster.
 type Source struct {
 	// Strict fails the listing as soon as any running member cannot be
 	// read, so that a fallback reads the whole cluster another way (source
 	// auto). Otherwise the members read are kept and the others reported.
 	Strict bool
+	// Cluster is shared by the plugin sources of one process (nil: this
+	// Source's own), so that they share discovery and never have two
+	// requests in flight to one member.
+	Cluster *Cluster
 
-	members members
+	own Cluster
+}
+
+func (p *Source) cluster() *Cluster {
+	if p.Cluster != nil {
+		return p.Cluster
+	}
+	return &p.own
 }
 
 // unreadableError marks a member's answer that cannot be read exactly
@@ -156,63 +60,131 @@ type unreadableError struct{ error }
 func (e unreadableError) Is(target error) bool { return target == source.ErrUnreadable }
 func (e unreadableError) Unwrap() error        { return e.error }
 
-// List reads every usable member's plugin in parallel and merges their
-// queues. Members that failed are reported, and the others' queues kept; it
-// fails only when no member could be read (or, Strict, when any running
-// member could not).
+// read is one plugin endpoint to read and the members that name it (one,
+// unless a broker lists several members at one address).
+type read struct {
+	endpoint brokerhttp.Target
+	node     string // the first member's
+	members  []int  // indexes into the member list
+	guessed  string
+	set      *queueset.QueueSet
+	err      error
+}
+
+// List reads every usable member's plugin, a few at a time, each endpoint
+// once, and merges their queues. Members that failed are reported, and the
+// others' queues kept; it fails only when no member could be read (or,
+// Strict, when any running member could not).
 func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*source.Listing, error) {
+	c := p.cluster()
 	key := source.Key(target, module)
-	cluster, err := p.members.get(ctx, key, target, module, logger)
+	deadline, ok := source.Deadline(ctx)
+	if !ok {
+		return nil, errors.New("a plugin listing needs a deadline")
+	}
+	v, err := c.get(ctx, key, target, module, deadline, logger)
 	if err != nil {
 		return nil, err
 	}
-	list := cluster.list
+	list := v.list
 	statuses := make([]source.Member, len(list))
-	sets := make([]*queueset.QueueSet, len(list))
-	errs := make([]error, len(list))
-	var wg sync.WaitGroup
+	var reads []*read
+	byEndpoint := map[string]*read{}
 	for i, m := range list {
 		statuses[i] = source.Member{Node: m.node, Reason: m.unusable}
 		if m.unusable != "" {
-			continue
-		}
-		wg.Go(func() {
-			sets[i], errs[i] = readMember(ctx, target, m.endpoint, module, cluster.vhosts)
-		})
-	}
-	wg.Wait()
-
-	var failed, read int
-	for i, m := range list {
-		if m.unusable != "" {
 			if p.Strict && m.unusable != "not running" {
-				return nil, fmt.Errorf("member %s %s", m.node, m.unusable)
-			}
-			failed++
-			continue
-		}
-		if errs[i] != nil {
-			if errors.Is(errs[i], ErrAmbiguous) || errors.Is(errs[i], ErrMalformed) {
-				p.members.forget(key) // a vhost created since may be what it needed
-				return nil, unreadableError{fmt.Errorf("member %s: %w", m.node, errs[i])}
-			}
-			statuses[i].Reason = errs[i].Error()
-			failed++
-			logger.Warn("reading a cluster member's plugin failed", "node", m.node, "endpoint", m.endpoint.String(), "err", errs[i])
-			if p.Strict {
-				p.members.forget(key)
-				return nil, fmt.Errorf("member %s: %w", m.node, errs[i])
+				c.markDue(key)
+				return nil, fmt.Errorf("member %s: %s", m.node, m.unusable)
 			}
 			continue
 		}
-		statuses[i].Up = true
-		read++
+		r := byEndpoint[m.endpoint.String()]
+		if r == nil {
+			r = &read{endpoint: m.endpoint, node: m.node, guessed: m.guessed}
+			byEndpoint[m.endpoint.String()] = r
+			reads = append(reads, r)
+		}
+		r.members = append(r.members, i)
 	}
-	if failed > 0 {
-		p.members.forget(key) // membership may have changed
+	if len(reads) < len(list)-countUnusable(list) {
+		logger.Warn("several cluster members name one plugin endpoint; it is read once", "members", len(list)-countUnusable(list), "endpoints", len(reads))
 	}
-	if read == 0 {
-		var reasons strings.Builder
+
+	// Member reads end before the listing must: a member that does not
+	// answer is reported as timed out while the others' queues are kept.
+	memberDeadline := time.Now().Add(time.Duration(float64(time.Until(deadline)) * memberShare))
+	budget := newBudget(module.MaxBodyBytes)
+	vhosts := v.vhosts
+	p.readAll(ctx, c, reads, module, target, vhosts, v.fresh, budget, memberDeadline)
+
+	// A label that reads two ways may be settled by the vhost list, but
+	// only by one fetched in this scrape: a vhost created since the cached
+	// list could be the other reading. Fetch it once and read again.
+	if !v.fresh {
+		var again []*read
+		for _, r := range reads {
+			if errors.Is(r.err, ErrAmbiguous) {
+				again = append(again, r)
+			}
+		}
+		if len(again) > 0 {
+			vctx, cancel := context.WithDeadline(ctx, memberDeadline)
+			fresh, err := listVhosts(vctx, target, module)
+			cancel()
+			if err == nil {
+				c.setVhosts(key, fresh)
+				vhosts = fresh
+				for _, r := range again {
+					r.set, r.err = nil, nil
+				}
+				p.readAll(ctx, c, again, module, target, vhosts, true, budget, memberDeadline)
+			} else {
+				logger.Debug("refetching the vhost list to settle a label failed", "err", err)
+			}
+		}
+	}
+
+	var failed int
+	for _, r := range reads {
+		if r.err == nil {
+			for _, i := range r.members {
+				statuses[i].Up = true
+			}
+			continue
+		}
+		node := list[r.members[0]].node
+		if errors.Is(r.err, errBudget) {
+			return nil, r.err
+		}
+		if errors.Is(r.err, ErrAmbiguous) || errors.Is(r.err, ErrMalformed) {
+			c.markDue(key) // a vhost created since may be what it needed
+			return nil, unreadableError{fmt.Errorf("member %s: %w", node, r.err)}
+		}
+		reason := r.err.Error()
+		if r.guessed != "" {
+			reason = fmt.Sprintf("running but not yet reporting its listeners in /api/nodes; tried %s at %s: %s", r.guessed, r.endpoint, reason)
+		}
+		for _, i := range r.members {
+			statuses[i].Reason = reason
+		}
+		failed++
+		logger.Warn("reading a cluster member's plugin failed", "node", node, "endpoint", r.endpoint.String(), "err", reason)
+		if p.Strict {
+			c.markDue(key)
+			return nil, fmt.Errorf("member %s: %s", node, reason)
+		}
+	}
+	for _, r := range reads {
+		if r.err == nil && r.guessed != "" {
+			logger.Info("read a member that does not report its listeners yet", "node", list[r.members[0]].node, "endpoint", r.endpoint.String(), "from", r.guessed)
+		}
+	}
+	if failed > 0 || countUnusable(list) > 0 {
+		c.markDue(key) // membership or listeners may have changed
+	}
+	if failed == len(reads) {
+		reasons := ""
 		for _, s := range statuses {
 			fmt.Fprintf(&reasons, "; %s: %s", s.Node, s.Reason)
 		}
@@ -223,15 +195,16 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 	// scrape's CPU and doubled the peak memory. It was built with the same
 	// host and memory limit a fresh set would get.
 	var qs *queueset.QueueSet
-	for _, s := range sets {
+	for _, r := range reads {
 		switch {
-		case s == nil:
+		case r.set == nil:
 		case qs == nil:
-			qs = s
+			qs = r.set
 		default:
-			if err := qs.Merge(s); err != nil {
+			if err := qs.Merge(r.set); err != nil {
 				return nil, err
 			}
+			r.set = nil
 		}
 	}
 	if err := qs.Finish(); err != nil {
@@ -240,45 +213,149 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 	return &source.Listing{Queues: qs, Source: config.SourcePrometheus, Members: statuses}, nil
 }
 
+func countUnusable(list []member) int {
+	n := 0
+	for _, m := range list {
+		if m.unusable != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// errMemberTimeout ends a member's read at its share of the scrape.
+var errMemberTimeout = fmt.Errorf("timed out: its plugin did not answer within its share of the scrape timeout: %w", context.DeadlineExceeded)
+
+// readAll reads reads through at most maxParallelReads workers, each read
+// under the member deadline and the endpoint's gate.
+func (p *Source) readAll(ctx context.Context, c *Cluster, reads []*read, module *config.Module, target brokerhttp.Target, vhosts map[string]bool, fresh bool, budget *budget, deadline time.Time) {
+	mctx, cancel := context.WithDeadlineCause(ctx, deadline, errMemberTimeout)
+	defer cancel()
+	keep := keeper(&module.Filter, vhosts)
+	var settle map[string]bool
+	if fresh {
+		settle = vhosts
+	}
+	jobs := make(chan *read)
+	var wg sync.WaitGroup
+	for range min(maxParallelReads, len(reads)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range jobs {
+				release, err := c.gates.acquire(mctx, r.endpoint.String())
+				if err != nil {
+					r.err = err
+					continue
+				}
+				var res Result
+				r.set, res, r.err = readMember(mctx, target, r.endpoint, module, keep, settle, budget)
+				release()
+				// A guessed endpoint counts only if the member there says
+				// it is the one guessed for.
+				if r.err == nil && r.guessed != "" && res.Node != "" && res.Node != r.node {
+					r.set, r.err = nil, fmt.Errorf("the member answering there is %s", res.Node)
+				}
+			}
+		}()
+	}
+	for _, r := range reads {
+		jobs <- r
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// keeper keeps the rows the module's filters accept in the vhosts the
+// user may read: the plugin endpoint is node-wide and takes no
+// credentials, and the management source shows no more than that.
+func keeper(filter *config.Filter, vhosts map[string]bool) func(vhost, name []byte) bool {
+	if filter.Empty() {
+		return func(vhost, _ []byte) bool { return vhosts[string(vhost)] }
+	}
+	return func(vhost, name []byte) bool { return vhosts[string(vhost)] && filter.Keep(vhost, name) }
+}
+
 // readMember reads one member's plugin answer into a set of its own. No
 // credentials are sent: the plugin takes none, and the endpoint came from
 // the broker's answer.
-func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module *config.Module, vhosts map[string]bool) (*queueset.QueueSet, error) {
+func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module *config.Module, keep func(vhost, name []byte) bool, vhosts map[string]bool, budget *budget) (*queueset.QueueSet, Result, error) {
 	ctx = brokerhttp.WithApprovedTarget(ctx, endpoint)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.BaseURL()+RequestPath(module.QueueFields()), nil)
 	if err != nil {
-		return nil, err
+		return nil, Result{}, err
 	}
 	req.Header.Set("Accept", "text/plain")
 	resp, err := module.HTTP.Do(req)
 	if err != nil {
-		return nil, requestError(ctx, err)
+		return nil, Result{}, requestError(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+		return nil, Result{}, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	qs := source.NewQueueSet(target, module)
-	filter := &module.Filter
-	var keep func(vhost, name []byte) bool
-	if !filter.Empty() {
-		keep = filter.Keep
-	}
-	body := io.LimitReader(resp.Body, module.MaxBodyBytes+1)
-	if module.MaxBodyBytes <= 0 {
-		body = resp.Body
-	}
-	res, err := ParseOf(body, qs, keep, Limits{Vhosts: vhosts}, module.QueueFields())
+	res, err := Parse(budget.reader(resp.Body), qs, keep, Limits{Vhosts: vhosts})
 	if err != nil {
+		if budget.exceeded() {
+			return nil, res, budget.err()
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, requestError(ctx, ctxErr)
+			return nil, res, requestError(ctx, ctxErr)
 		}
-		if module.MaxBodyBytes > 0 && res.Bytes > module.MaxBodyBytes {
-			return nil, fmt.Errorf("plugin answer exceeds %d bytes (raise --rabbitmq.max-response-bytes)", module.MaxBodyBytes)
-		}
-		return nil, err
+		return nil, res, err
 	}
-	return qs, nil
+	return qs, res, nil
+}
+
+// budget is the bytes all members' answers of one listing may take
+// together: max_response_bytes is per listing, however many members the
+// cluster has.
+type budget struct {
+	limit, left atomic.Int64
+}
+
+// errBudget fails the whole listing: its members' answers together are
+// larger than the listing may be.
+var errBudget = errors.New("the members' plugin answers together exceed the listing's byte limit")
+
+func newBudget(limit int64) *budget {
+	if limit <= 0 {
+		limit = config.DefaultMaxBodyBytes
+	}
+	b := &budget{}
+	b.limit.Store(limit)
+	b.left.Store(limit)
+	return b
+}
+
+func (b *budget) exceeded() bool { return b.left.Load() < 0 }
+
+func (b *budget) err() error {
+	return fmt.Errorf("%w (%d bytes; max_response_bytes counts every member of a listing, raise --rabbitmq.max-response-bytes)", errBudget, b.limit.Load())
+}
+
+func (b *budget) reader(r io.Reader) io.Reader { return &budgetReader{r: r, b: b} }
+
+type budgetReader struct {
+	r io.Reader
+	b *budget
+}
+
+func (br *budgetReader) Read(p []byte) (int, error) {
+	if br.b.exceeded() {
+		return 0, br.b.err()
+	}
+	// Never ask for more than is left (plus one byte, to tell "at the
+	// limit" from "over it"): a member cannot overdraw by a read window.
+	if left := br.b.left.Load() + 1; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := br.r.Read(p)
+	if br.b.left.Add(-int64(n)) < 0 {
+		return n, br.b.err()
+	}
+	return n, err
 }
 
 // requestError names why a request ended: a shared request ends with a cause
