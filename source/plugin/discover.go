@@ -292,6 +292,20 @@ func discoverNodes(ctx context.Context, target brokerhttp.Target, module *config
 		}
 		list = append(list, m)
 	}
+	// A guess that names another member's listed endpoint (members sharing
+	// a host, on their own ports) would read that member twice.
+	listed := map[string]bool{}
+	for _, m := range list {
+		if m.unusable == "" && m.guessed == "" {
+			listed[m.endpoint.String()] = true
+		}
+	}
+	for i, m := range list {
+		if m.guessed != "" && listed[m.endpoint.String()] {
+			list[i].unusable = fmt.Sprintf("running but not yet reporting its listeners in /api/nodes, and %s (%s) is another member's endpoint", m.guessed, m.endpoint)
+			list[i].endpoint, list[i].guessed = brokerhttp.Target{}, ""
+		}
+	}
 	sort.Slice(list, func(i, j int) bool { return list[i].node < list[j].node })
 	return list, due, nil
 }

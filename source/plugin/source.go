@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-		"net/http"
-		"sync/atomic"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
