@@ -1,0 +1,168 @@
+package plugin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+)
+
+// TestMemberFanOutIsBounded (issue 16, item 1): what a broker lists never
+// sets how many requests or bytes a listing spends.
+func TestMemberFanOutIsBounded(t *testing.T) {
+	t.Run("300 members naming one endpoint fail the listing with one reason", func(t *testing.T) {
+		target := &fakeNode{name: "rabbit@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "q", 5)}}
+		b := newFakeBroker(t, target)
+		for i := range 299 {
+			b.nodes = append(b.nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true, port: target.port})
+		}
+		_, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		if err == nil || !strings.Contains(err.Error(), "lists 300 members, more than the 64 one listing reads") {
+			t.Fatalf("err = %v", err)
+		}
+		if n := target.requests.Load(); n != 0 {
+			t.Errorf("%d plugin requests", n)
+		}
+	})
+	t.Run("members naming one endpoint are read once", func(t *testing.T) {
+		target := &fakeNode{name: "rabbit@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "q", 5)}}
+		b := newFakeBroker(t, target)
+		for i := range MaxMembers - 1 {
+			b.nodes = append(b.nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true, port: target.port})
+		}
+		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := target.requests.Load(); n != 1 {
+			t.Errorf("%d plugin requests for %d members naming one endpoint, want 1", n, MaxMembers)
+		}
+		if v, _ := messages(t, l, "/", "q"); v != 5 || l.Queues.Len() != 1 || l.Queues.Duplicates() != 0 {
+			t.Errorf("messages %d, %d queues, %d duplicates; want 5, 1, 0", v, l.Queues.Len(), l.Queues.Duplicates())
+		}
+	})
+	t.Run("a worker pool reads the members", func(t *testing.T) {
+		var nodes []*fakeNode
+		for i := range 3 * maxParallelReads {
+			// Each answer takes a while, so that the reads overlap if
+			// nothing holds them back.
+			nodes = append(nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true,
+				queues: []fakeapi.PluginQueue{fq("/", fmt.Sprintf("q%d", i), int64(i))}, slow: 100 * time.Millisecond})
+		}
+		b := newFakeBroker(t, nodes...)
+		// One count across the nodes: wrap each handler.
+		var peak inflight
+		for _, n := range nodes {
+			n.srv.Config.Handler = peak.wrap(n.srv.Config.Handler)
+		}
+		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 30*time.Second, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Queues.Len() != len(nodes) {
+			t.Errorf("%d queues, want %d", l.Queues.Len(), len(nodes))
+		}
+		if p := peak.max.Load(); p > maxParallelReads {
+			t.Errorf("%d members read at once, the pool has %d workers", p, maxParallelReads)
+		}
+	})
+	t.Run("max_response_bytes is one budget for every member", func(t *testing.T) {
+		var queues []fakeapi.PluginQueue
+		for i := range 200 {
+			queues = append(queues, fq("/", fmt.Sprintf("queue-%04d", i), 1))
+		}
+		var nodes []*fakeNode
+		for i := range 3 {
+			nodes = append(nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true, queues: queues})
+		}
+		one := int64(len(fakeapi.RenderPlugin(fakeapi.PluginEscaped, queues, fakeapi.DefaultPluginInfo(fakeapi.PluginEscaped))))
+		b := newFakeBroker(t, nodes...)
+		// Each answer fits the limit; all three do not.
+		_, err, _ := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil)
+		if !errors.Is(err, errBudget) || !strings.Contains(err.Error(), "max_response_bytes counts every member") {
+			t.Fatalf("err = %v, want the listing's byte budget", err)
+		}
+		// Two members fit.
+		b.nodes = b.nodes[:2]
+		if _, err, _ := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil); err != nil {
+			t.Fatalf("two members within the budget: %v", err)
+		}
+	})
+}
+
+// TestHostileNodeNames (issue 16, item 7): a node name is name@host with a
+// host name or IP literal, and the endpoint is built from its parts.
+func TestHostileNodeNames(t *testing.T) {
+	for _, tc := range []struct {
+		node, host, err string
+	}{
+		{"rabbit@localhost", "localhost", ""},
+		{"rabbit@Rabbit-1.example.com", "rabbit-1.example.com", ""},
+		{"rabbit@10.0.0.7", "10.0.0.7", ""},
+		{"rabbit@::1", "::1", ""},
+		{"rabbit@[::1]", "::1", ""},
+		{"rabbit_2-b.x@rmq_host", "rmq_host", ""},
+		{"rabbit@evil.com/x", "", "is neither a host name nor an IP address"},
+		{"rabbit@evil.com:80", "", "is neither"},
+		{"rabbit@evil.com?x=1", "", "is neither"},
+		{"rabbit@evil.com#x", "", "is neither"},
+		{"rabbit@user@evil.com", "", "is neither"},
+		{"rabbit@evil.com%2f", "", "is neither"},
+		{"rabbit@evil .com", "", "is neither"},
+		{"rabbit@-evil.com", "", "is neither"},
+		{"rabbit@evil..com", "", "is neither"},
+		{"rabbit@" + strings.Repeat("a", 64) + ".com", "", "is neither"},
+		{"rabbit@exa\u3002mple.com", "", "is neither"},
+		{"rabbit@fe80::1%eth0", "", "is neither"},
+		{"rabbit@", "", "is not name@host"},
+		{"@host", "", "is not name@host"},
+		{"rabbit", "", "is not name@host"},
+		{"rab/bit@host", "", "the name has"},
+		{"rabbit@host\n", "", "is neither"},
+	} {
+		host, err := NodeHost(tc.node)
+		switch {
+		case tc.err == "" && (err != nil || host != tc.host):
+			t.Errorf("NodeHost(%q) = %q, %v; want %q", tc.node, host, err, tc.host)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("NodeHost(%q) = %q, %v; want an error with %q", tc.node, host, err, tc.err)
+		}
+		if err != nil {
+			continue
+		}
+		e, err := Endpoint("https", host, 15691)
+		if err != nil || e.Hostname != host || e.Port != 15691 || e.PathPrefix != "" || e.Scheme != "https" {
+			t.Errorf("Endpoint(https, %q, 15691) = %+v, %v", host, e, err)
+		}
+	}
+	for _, tc := range []struct {
+		scheme string
+		port   int
+	}{{"ftp", 1}, {"http", 0}, {"http", 65536}, {"", 80}} {
+		if _, err := Endpoint(tc.scheme, "localhost", tc.port); err == nil {
+			t.Errorf("Endpoint(%q, localhost, %d) accepted", tc.scheme, tc.port)
+		}
+	}
+
+	// Through discovery: the hostile member is reported, the others read,
+	// and nothing is requested anywhere else.
+	good := &fakeNode{name: "rabbit@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "q", 2)}}
+	b := newFakeBroker(t, good)
+	b.nodes = append(b.nodes, &fakeNode{name: "rabbit@127.0.0.1/metrics?x=", running: true, contexts: true, port: good.port})
+	var logs bytes.Buffer
+	l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := memberOf(l, "rabbit@127.0.0.1/metrics?x=")
+	if bad.Up || !strings.Contains(bad.Reason, "is not name@host") {
+		t.Errorf("hostile member: %+v", bad)
+	}
+	if good.requests.Load() != 1 {
+		t.Errorf("%d requests to the good member's endpoint, want 1", good.requests.Load())
+	}
+}
