@@ -166,3 +166,36 @@ func TestHostileNodeNames(t *testing.T) {
 		t.Errorf("%d requests to the good member's endpoint, want 1", good.requests.Load())
 	}
 }
+
+// TestSplitNeedsAFreshVhostList (issue 16, item 4): an unescaped label that
+// reads two ways is settled by the vhost list only when that list was
+// fetched in this scrape; a cached one is fetched again first.
+func TestSplitNeedsAFreshVhostList(t *testing.T) {
+	n := &fakeNode{name: "rabbit@127.0.0.1", running: true, contexts: true, raw: true,
+		queues: []fakeapi.PluginQueue{fq("v", `x",queue="evil`, 7), fq("v", "plain", 5)}}
+	b := newFakeBroker(t, n)
+	b.vhosts = []string{"v"}
+	src := &Source{}
+	m := b.module(t, 0, "")
+	for i := range 2 {
+		l, err, _ := listWith(t, src, b, m, 10*time.Second, nil)
+		if err != nil {
+			t.Fatalf("scrape %d: %v", i+1, err)
+		}
+		if v, _ := messages(t, l, "v", `x",queue="evil`); v != 7 {
+			t.Fatalf("scrape %d: the odd name has %d messages, want 7", i+1, v)
+		}
+		if got := b.vhostsRequests.Load(); got != int32(i+1) {
+			t.Errorf("scrape %d: vhost list fetched %d times, want %d (the cached list must be fetched again)", i+1, got, i+1)
+		}
+	}
+	// A vhost created since the list was cached makes the other reading
+	// possible: the answer is refused, never read with the old list.
+	b.mu.Lock()
+	b.vhosts = append(b.vhosts, `v",queue="x`)
+	b.mu.Unlock()
+	_, err, _ := listWith(t, src, b, m, 10*time.Second, nil)
+	if !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("err = %v, want ErrAmbiguous", err)
+	}
+}

@@ -31,6 +31,7 @@ type fakeNode struct {
 	port     int  // listed port (0: its own listener's)
 	queues   []fakeapi.PluginQueue
 	body     []byte // answered instead of queues' rendering when set
+	raw      bool   // answer as the raw versions (3.10) do
 
 	srv      *httptest.Server
 	hang     atomic.Bool // the plugin accepts and never answers
@@ -80,9 +81,13 @@ func (b *fakeBroker) servePlugin(n *fakeNode) http.HandlerFunc {
 		}
 		body := n.body
 		if body == nil {
-			info := fakeapi.DefaultPluginInfo(fakeapi.PluginEscaped)
+			style := fakeapi.PluginEscaped
+			if n.raw {
+				style = fakeapi.PluginRaw
+			}
+			info := fakeapi.DefaultPluginInfo(style)
 			info.Node = n.name
-			body = fakeapi.RenderPlugin(fakeapi.PluginEscaped, n.queues, info)
+			body = fakeapi.RenderPlugin(style, n.queues, info)
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		w.Write(body)
