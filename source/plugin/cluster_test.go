@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 )
 
 // TestMemberFanOutIsBounded (issue 16, item 1): what a broker lists never
@@ -198,4 +200,96 @@ func TestSplitNeedsAFreshVhostList(t *testing.T) {
 	if !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("err = %v, want ErrAmbiguous", err)
 	}
+}
+
+// TestHungMember (issue 15, item 1): a member whose plugin accepts and never
+// answers costs its own queues only. The listing ends before the scrape's
+// deadline with the others' queues exact and the hung member reported as
+// timed out; concurrent listings never open a second request to it; while
+// the management API hangs too, the last member list is used; and all of it
+// recovers when the fault ends.
+func TestHungMember(t *testing.T) {
+	a := &fakeNode{name: "rabbit-a@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "a", 1)}}
+	bn := &fakeNode{name: "rabbit-b@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "b", 2)}}
+	c := &fakeNode{name: "rabbit-c@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "c", 3)}}
+	b := newFakeBroker(t, a, bn, c)
+	cluster := &Cluster{}
+	src := &Source{Cluster: cluster}
+	m := b.module(t, 0, "")
+	const timeout = 3 * time.Second
+
+	check := func(step string, l *source.Listing, err error, took time.Duration, hung bool) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", step, err)
+			return
+		}
+		if took >= timeout {
+			t.Errorf("%s: the listing took %v, the scrape's whole timeout", step, took)
+		}
+		for node, want := range map[string]int64{"/a": 1, "/b": 2} {
+			if v, ok := messages(t, l, "/", node[1:]); !ok || v != want {
+				t.Errorf("%s: queue %s = %d (%v), want %d", step, node, v, ok, want)
+			}
+		}
+		st, _ := memberOf(l, c.name)
+		_, listed := messages(t, l, "/", "c")
+		switch {
+		case hung && (st.Up || !strings.Contains(st.Reason, "timed out") || listed || l.Complete()):
+			t.Errorf("%s: hung member %+v, its queue listed %v, complete %v", step, st, listed, l.Complete())
+		case !hung && (!st.Up || !listed || !l.Complete()):
+			t.Errorf("%s: recovered member %+v, its queue listed %v", step, st, listed)
+		}
+	}
+
+	l, err, took := listWith(t, src, b, m, timeout, nil)
+	check("healthy", l, err, took, false)
+
+	c.hang.Store(true)
+	l, err, took = listWith(t, src, b, m, timeout, nil)
+	check("member hung, cached members", l, err, took, true)
+
+	// The management API hangs too (a healthy member's API waits for the
+	// frozen peer): the last member list serves.
+	b.hangAPI.Store(true)
+	var logs bytes.Buffer
+	nodes := b.nodesRequests.Load()
+	l, err, took = listWith(t, src, b, m, timeout, &logs)
+	check("member and API hung", l, err, took, true)
+	if b.nodesRequests.Load() != nodes+1 || !strings.Contains(logs.String(), "using the last member list") || !strings.Contains(logs.String(), "age=") {
+		t.Errorf("want one discovery attempt and the last list used, with its age:\n%s", logs.String())
+	}
+
+	// Concurrent listings (not shared by a Lister: other modules, the
+	// other plugin source) send the hung member one request at a time.
+	c.inflight.max.Store(0)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err, took := listWith(t, &Source{Cluster: cluster}, b, m, timeout, nil)
+			check(fmt.Sprintf("concurrent %d", i), l, err, took, true)
+		}()
+	}
+	wg.Wait()
+	if n := c.inflight.max.Load(); n != 1 {
+		t.Errorf("%d requests in flight at once to the hung member, want 1", n)
+	}
+
+	// The last list has a bounded age.
+	key := source.Key(mustTarget(t, b), m)
+	cluster.mu.Lock()
+	old := *cluster.cache[key]
+	old.at = time.Now().Add(-maxStale - time.Second)
+	cluster.cache[key] = &old
+	cluster.mu.Unlock()
+	if _, err, _ := listWith(t, src, b, m, timeout, nil); err == nil || !strings.Contains(err.Error(), "older than 5m0s") {
+		t.Errorf("a member list older than %v was used: %v", maxStale, err)
+	}
+
+	c.hang.Store(false)
+	b.hangAPI.Store(false)
+	l, err, took = listWith(t, src, b, m, timeout, nil)
+	check("recovered", l, err, took, false)
 }

@@ -182,6 +182,16 @@ func (b *fakeBroker) module(t *testing.T, maxBody int64, allowed string) *config
 	return g.Env
 }
 
+func mustTarget(t *testing.T, b *fakeBroker) brokerhttp.Target {
+	t.Helper()
+	u, _ := url.Parse(b.mgmt.URL)
+	target, err := brokerhttp.ParseTarget(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
 // listWith runs one listing of b with a scrape timeout, logging to logs.
 func listWith(t *testing.T, src *Source, b *fakeBroker, m *config.Module, timeout time.Duration, logs *bytes.Buffer) (*source.Listing, error, time.Duration) {
 	t.Helper()
