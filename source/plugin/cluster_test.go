@@ -293,3 +293,79 @@ func TestHungMember(t *testing.T) {
 	l, err, took = listWith(t, src, b, m, timeout, nil)
 	check("recovered", l, err, took, false)
 }
+
+// TestMemberNotReportingListeners (issue 15, item 2): a running member that
+// /api/nodes lists without contexts (for some seconds after start_app) is
+// read at the endpoint it reported before, or at its peers' plugin port on
+// its own host, and the log says so; no "enable the plugin" advice.
+func TestMemberNotReportingListeners(t *testing.T) {
+	t.Run("the endpoint it reported before", func(t *testing.T) {
+		a := &fakeNode{name: "rabbit-a@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "a", 1)}}
+		c := &fakeNode{name: "rabbit-c@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "c", 3)}}
+		b := newFakeBroker(t, a, c)
+		src := &Source{}
+		m := b.module(t, 0, "")
+		if _, err, _ := listWith(t, src, b, m, 10*time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+		b.mu.Lock()
+		c.contexts = false
+		b.mu.Unlock()
+		src.cluster().markDue(source.Key(mustTarget(t, b), m)) // as after a failed member
+		var logs bytes.Buffer
+		l, err, _ := listWith(t, src, b, m, 10*time.Second, &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := memberOf(l, c.name); !st.Up {
+			t.Errorf("member without contexts: %+v", st)
+		}
+		if v, ok := messages(t, l, "/", "c"); !ok || v != 3 {
+			t.Errorf("its queue: %d, %v", v, ok)
+		}
+		if !strings.Contains(logs.String(), "does not report its listeners yet") || !strings.Contains(logs.String(), guessLearned) {
+			t.Errorf("log:\n%s", logs.String())
+		}
+	})
+	t.Run("its peers' port on its own host", func(t *testing.T) {
+		a := &fakeNode{name: "rabbit-a@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "a", 1)}}
+		b := newFakeBroker(t, a)
+		// Its own address, the peers' port: where a real member listens.
+		c := &fakeNode{name: "rabbit-c@127.0.0.2", running: true, queues: []fakeapi.PluginQueue{fq("/", "c", 3)}}
+		b.startPlugin(c, fmt.Sprintf("127.0.0.2:%d", a.port))
+		// Same host as a: the guess would be a's endpoint.
+		d := &fakeNode{name: "rabbit-d@127.0.0.1", running: true, port: a.port}
+		b.nodes = append(b.nodes, c, d)
+		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := memberOf(l, c.name); !st.Up {
+			t.Errorf("member c: %+v", st)
+		}
+		if v, ok := messages(t, l, "/", "c"); !ok || v != 3 {
+			t.Errorf("c's queue: %d, %v", v, ok)
+		}
+		st, _ := memberOf(l, d.name)
+		if st.Up || !strings.Contains(st.Reason, "not yet reporting its listeners") || !strings.Contains(st.Reason, "another member's endpoint") || strings.Contains(st.Reason, "rabbitmq-plugins enable") {
+			t.Errorf("member d: %+v", st)
+		}
+		if a.requests.Load() != 1 {
+			t.Errorf("a's endpoint read %d times, want 1", a.requests.Load())
+		}
+	})
+	t.Run("a guess that is not allowed is not tried", func(t *testing.T) {
+		a := &fakeNode{name: "rabbit-a@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "a", 1)}}
+		b := newFakeBroker(t, a)
+		c := &fakeNode{name: "rabbit-c@127.0.0.2", running: true}
+		b.startPlugin(c, fmt.Sprintf("127.0.0.2:%d", a.port))
+		b.nodes = append(b.nodes, c)
+		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, `127\.0\.0\.1:\d+`), 10*time.Second, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := memberOf(l, c.name); st.Up || !strings.Contains(st.Reason, "not allowed") || c.requests.Load() != 0 {
+			t.Errorf("member c: %+v, %d requests", st, c.requests.Load())
+		}
+	})
+}
