@@ -22,7 +22,7 @@ func TestMemberFanOutIsBounded(t *testing.T) {
 		for i := range 299 {
 			b.nodes = append(b.nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true, port: target.port})
 		}
-		_, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		_, _, err := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
 		if err == nil || !strings.Contains(err.Error(), "lists 300 members, more than the 64 one listing reads") {
 			t.Fatalf("err = %v", err)
 		}
@@ -36,7 +36,7 @@ func TestMemberFanOutIsBounded(t *testing.T) {
 		for i := range MaxMembers - 1 {
 			b.nodes = append(b.nodes, &fakeNode{name: fmt.Sprintf("rabbit%d@127.0.0.1", i), running: true, contexts: true, port: target.port})
 		}
-		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		l, _, err := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestMemberFanOutIsBounded(t *testing.T) {
 		for _, n := range nodes {
 			n.srv.Config.Handler = peak.wrap(n.srv.Config.Handler)
 		}
-		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 30*time.Second, nil)
+		l, _, err := listWith(t, &Source{}, b, b.module(t, 0, ""), 30*time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,13 +84,13 @@ func TestMemberFanOutIsBounded(t *testing.T) {
 		one := int64(len(fakeapi.RenderPlugin(fakeapi.PluginEscaped, queues, fakeapi.DefaultPluginInfo(fakeapi.PluginEscaped))))
 		b := newFakeBroker(t, nodes...)
 		// Each answer fits the limit; all three do not.
-		_, err, _ := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil)
+		_, _, err := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil)
 		if !errors.Is(err, errBudget) || !strings.Contains(err.Error(), "max_response_bytes counts every member") {
 			t.Fatalf("err = %v, want the listing's byte budget", err)
 		}
 		// Two members fit.
 		b.nodes = b.nodes[:2]
-		if _, err, _ := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil); err != nil {
+		if _, _, err := listWith(t, &Source{}, b, b.module(t, 2*one+one/2, ""), 10*time.Second, nil); err != nil {
 			t.Fatalf("two members within the budget: %v", err)
 		}
 	})
@@ -156,7 +156,7 @@ func TestHostileNodeNames(t *testing.T) {
 	b := newFakeBroker(t, good)
 	b.nodes = append(b.nodes, &fakeNode{name: "rabbit@127.0.0.1/metrics?x=", running: true, contexts: true, port: good.port})
 	var logs bytes.Buffer
-	l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, &logs)
+	l, _, err := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestSplitNeedsAFreshVhostList(t *testing.T) {
 	src := &Source{}
 	m := b.module(t, 0, "")
 	for i := range 2 {
-		l, err, _ := listWith(t, src, b, m, 10*time.Second, nil)
+		l, _, err := listWith(t, src, b, m, 10*time.Second, nil)
 		if err != nil {
 			t.Fatalf("scrape %d: %v", i+1, err)
 		}
@@ -196,7 +196,7 @@ func TestSplitNeedsAFreshVhostList(t *testing.T) {
 	b.mu.Lock()
 	b.vhosts = append(b.vhosts, `v",queue="x`)
 	b.mu.Unlock()
-	_, err, _ := listWith(t, src, b, m, 10*time.Second, nil)
+	_, _, err := listWith(t, src, b, m, 10*time.Second, nil)
 	if !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("err = %v, want ErrAmbiguous", err)
 	}
@@ -242,11 +242,11 @@ func TestHungMember(t *testing.T) {
 		}
 	}
 
-	l, err, took := listWith(t, src, b, m, timeout, nil)
+	l, took, err := listWith(t, src, b, m, timeout, nil)
 	check("healthy", l, err, took, false)
 
 	c.hang.Store(true)
-	l, err, took = listWith(t, src, b, m, timeout, nil)
+	l, took, err = listWith(t, src, b, m, timeout, nil)
 	check("member hung, cached members", l, err, took, true)
 
 	// The management API hangs too (a healthy member's API waits for the
@@ -254,7 +254,7 @@ func TestHungMember(t *testing.T) {
 	b.hangAPI.Store(true)
 	var logs bytes.Buffer
 	nodes := b.nodesRequests.Load()
-	l, err, took = listWith(t, src, b, m, timeout, &logs)
+	l, took, err = listWith(t, src, b, m, timeout, &logs)
 	check("member and API hung", l, err, took, true)
 	if b.nodesRequests.Load() != nodes+1 || !strings.Contains(logs.String(), "using the last member list") || !strings.Contains(logs.String(), "age=") {
 		t.Errorf("want one discovery attempt and the last list used, with its age:\n%s", logs.String())
@@ -265,12 +265,10 @@ func TestHungMember(t *testing.T) {
 	c.inflight.max.Store(0)
 	var wg sync.WaitGroup
 	for i := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l, err, took := listWith(t, &Source{Cluster: cluster}, b, m, timeout, nil)
+		wg.Go(func() {
+			l, took, err := listWith(t, &Source{Cluster: cluster}, b, m, timeout, nil)
 			check(fmt.Sprintf("concurrent %d", i), l, err, took, true)
-		}()
+		})
 	}
 	wg.Wait()
 	if n := c.inflight.max.Load(); n != 1 {
@@ -284,13 +282,13 @@ func TestHungMember(t *testing.T) {
 	old.at = time.Now().Add(-maxStale - time.Second)
 	cluster.cache[key] = &old
 	cluster.mu.Unlock()
-	if _, err, _ := listWith(t, src, b, m, timeout, nil); err == nil || !strings.Contains(err.Error(), "older than 5m0s") {
+	if _, _, err := listWith(t, src, b, m, timeout, nil); err == nil || !strings.Contains(err.Error(), "older than 5m0s") {
 		t.Errorf("a member list older than %v was used: %v", maxStale, err)
 	}
 
 	c.hang.Store(false)
 	b.hangAPI.Store(false)
-	l, err, took = listWith(t, src, b, m, timeout, nil)
+	l, took, err = listWith(t, src, b, m, timeout, nil)
 	check("recovered", l, err, took, false)
 }
 
@@ -305,7 +303,7 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		b := newFakeBroker(t, a, c)
 		src := &Source{}
 		m := b.module(t, 0, "")
-		if _, err, _ := listWith(t, src, b, m, 10*time.Second, nil); err != nil {
+		if _, _, err := listWith(t, src, b, m, 10*time.Second, nil); err != nil {
 			t.Fatal(err)
 		}
 		b.mu.Lock()
@@ -313,7 +311,7 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		b.mu.Unlock()
 		src.cluster().markDue(source.Key(mustTarget(t, b), m)) // as after a failed member
 		var logs bytes.Buffer
-		l, err, _ := listWith(t, src, b, m, 10*time.Second, &logs)
+		l, _, err := listWith(t, src, b, m, 10*time.Second, &logs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +334,7 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		// Same host as a: the guess would be a's endpoint.
 		d := &fakeNode{name: "rabbit-d@127.0.0.1", running: true, port: a.port}
 		b.nodes = append(b.nodes, c, d)
-		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
+		l, _, err := listWith(t, &Source{}, b, b.module(t, 0, ""), 10*time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,7 +358,7 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		c := &fakeNode{name: "rabbit-c@127.0.0.2", running: true}
 		b.startPlugin(c, fmt.Sprintf("127.0.0.2:%d", a.port))
 		b.nodes = append(b.nodes, c)
-		l, err, _ := listWith(t, &Source{}, b, b.module(t, 0, `127\.0\.0\.1:\d+`), 10*time.Second, nil)
+		l, _, err := listWith(t, &Source{}, b, b.module(t, 0, `127\.0\.0\.1:\d+`), 10*time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

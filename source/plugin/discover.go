@@ -186,11 +186,7 @@ func discover(ctx context.Context, target brokerhttp.Target, module *config.Modu
 		due            bool
 		configuredList = len(module.PluginEndpoints) > 0
 	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		vhosts, vhostErr = listVhosts(ctx, target, module)
-	}()
+	wg.Go(func() { vhosts, vhostErr = listVhosts(ctx, target, module) })
 	if configuredList {
 		list, err = configured(module.PluginEndpoints)
 	} else {
@@ -359,13 +355,13 @@ func validHostname(h string) bool {
 	if len(h) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+	for label := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !isNameRune(rune(c)) || c == '.' {
 				return false
 			}
 		}

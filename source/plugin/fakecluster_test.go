@@ -155,13 +155,13 @@ func (b *fakeBroker) serveAPI(w http.ResponseWriter, r *http.Request) {
 			}
 			nodes = append(nodes, o)
 		}
-		json.NewEncoder(w).Encode(nodes)
+		_ = json.NewEncoder(w).Encode(nodes)
 	case "/api/vhosts":
 		var vhosts []map[string]string
 		for _, v := range b.vhosts {
 			vhosts = append(vhosts, map[string]string{"name": v})
 		}
-		json.NewEncoder(w).Encode(vhosts)
+		_ = json.NewEncoder(w).Encode(vhosts)
 	default:
 		http.NotFound(w, r)
 	}
@@ -193,7 +193,7 @@ func mustTarget(t *testing.T, b *fakeBroker) brokerhttp.Target {
 }
 
 // listWith runs one listing of b with a scrape timeout, logging to logs.
-func listWith(t *testing.T, src *Source, b *fakeBroker, m *config.Module, timeout time.Duration, logs *bytes.Buffer) (*source.Listing, error, time.Duration) {
+func listWith(t *testing.T, src *Source, b *fakeBroker, m *config.Module, timeout time.Duration, logs *bytes.Buffer) (*source.Listing, time.Duration, error) {
 	t.Helper()
 	u, _ := url.Parse(b.mgmt.URL)
 	target, err := brokerhttp.ParseTarget(u.Host)
@@ -208,7 +208,7 @@ func listWith(t *testing.T, src *Source, b *fakeBroker, m *config.Module, timeou
 	defer cancel()
 	start := time.Now()
 	l, err := src.List(ctx, target, m, logger)
-	return l, err, time.Since(start)
+	return l, time.Since(start), err
 }
 
 // member returns the listing's status of node.

@@ -60,7 +60,7 @@ func TestLiveVhostPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		var names []string
-		for _, line := range strings.Split(buf.String(), "\n") {
+		for line := range strings.SplitSeq(buf.String(), "\n") {
 			if strings.HasPrefix(line, "rabbitmq_individual_queue_messages{") {
 				names = append(names, line)
 			}

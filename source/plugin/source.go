@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +185,7 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 		c.markDue(key) // membership or listeners may have changed
 	}
 	if failed == len(reads) {
-		reasons := ""
+		var reasons strings.Builder
 		for _, s := range statuses {
 			fmt.Fprintf(&reasons, "; %s: %s", s.Node, s.Reason)
 		}
@@ -239,9 +240,7 @@ func (p *Source) readAll(ctx context.Context, c *Cluster, reads []*read, module 
 	jobs := make(chan *read)
 	var wg sync.WaitGroup
 	for range min(maxParallelReads, len(reads)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for r := range jobs {
 				release, err := c.gates.acquire(mctx, r.endpoint.String())
 				if err != nil {
@@ -257,7 +256,7 @@ func (p *Source) readAll(ctx context.Context, c *Cluster, reads []*read, module 
 					r.set, r.err = nil, fmt.Errorf("the member answering there is %s", res.Node)
 				}
 			}
-		}()
+		})
 	}
 	for _, r := range reads {
 		jobs <- r
