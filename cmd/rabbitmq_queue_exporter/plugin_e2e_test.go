@@ -185,7 +185,7 @@ func TestPluginDisabledRealBroker(t *testing.T) {
 			if s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 0 || strings.Contains(res.body, q) {
 				t.Fatalf("prometheus without the plugin must fail:\n%s", res.body)
 			}
-			p.waitLog(t, "serves no rabbitmq_prometheus plugin")
+			p.waitLog(t, "lists no rabbitmq_prometheus listener")
 		})
 	}
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
+)
+
+// classicPerMember declares a classic queue on each cluster member in a
+// fresh vhost, member i's holding i messages, and waits until the
+// management API counts them. It returns the vhost and the queue names by
+// member.
+func classicPerMember(t *testing.T, c testbed.ClusterInfo, prefix string) (string, map[int]string) {
+	t.Helper()
+	vhost := testbed.UniqueName(prefix)
+	seed := c.Members[0]
+	seed.CreateVhost(t, vhost)
+	names := map[int]string{}
+	for _, m := range c.Members {
+		name := fmt.Sprintf("classic.on%d", m.Index)
+		conn := m.DeclareClassic(t, vhost, name)
+		m.Publish(t, conn, name, m.Index)
+		names[m.Index] = name
+	}
+	for i, name := range names {
+		seed.WaitForCounts(t, vhost, name, int64(i), int64(i), 0, 30*time.Second)
+	}
+	return vhost, names
+}
+
+// memberQueuesExact checks that the queue of every member in up has its
+// count and that the queues of the others have no sample at all.
+func memberQueuesExact(s map[string]float64, vhost string, names map[int]string, up map[int]bool) string {
+	for i, name := range names {
+		got, ok := s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", vhost, name)]
+		switch {
+		case up[i] && (!ok || got != float64(i)):
+			return fmt.Sprintf("%s of running member %d = %v (present %v), want %d", name, i, got, ok, i)
+		case !up[i] && ok:
+			return fmt.Sprintf("%s of member %d, which is out, has a sample (%v)", name, i, got)
+		}
+	}
+	return ""
+}
+
+// nodesUpExact checks rabbitmq_node_up for every member and probe_success.
+func nodesUpExact(s map[string]float64, c testbed.ClusterInfo, up map[int]bool) string {
+	all := true
+	for _, m := range c.Members {
+		want := 0.0
+		if up[m.Index] {
+			want = 1
+		} else {
+			all = false
+		}
+		if got, ok := s[nodeUpKey(m.Node)]; !ok || got != want {
+			return fmt.Sprintf("rabbitmq_node_up of %s = %v (present %v), want %v", m.Node, got, ok, want)
+		}
+	}
+	if want := map[bool]float64{true: 1, false: 0}[all]; s["probe_success"] != want {
+		return fmt.Sprintf("probe_success = %v, want %v", s["probe_success"], want)
+	}
+	return ""
+}
+
+// TestFaultFrozenMember (issue 15, item 1): one member's VM is stopped
+// (SIGSTOP), as a stalled VM or a silent partition looks from outside. The
+// healthy members' management API then hangs, their plugins do not. Every
+// probe through the plugin source answers within the scrape timeout with
+// the other members' queues exact, rabbitmq_node_up 0 for the frozen one
+// with a reason naming a timeout, and probe_success 0; the management
+// source fails within the timeout with one reason; both recover once the
+// member resumes.
+func TestFaultFrozenMember(t *testing.T) {
+	testbed.RequireFaults(t)
+	c := testbed.Cluster(t)
+	vhost, names := classicPerMember(t, c, "it.frozen.")
+	p := clusterExporter(t, c, "prometheus")
+	mgmt := clusterExporter(t, c, "management")
+	allUp := map[int]bool{3: true, 4: true, 5: true}
+	waitSamples(t, p, "/probe", 30*time.Second, func(s map[string]float64) string {
+		if problem := nodesUpExact(s, c, allUp); problem != "" {
+			return problem
+		}
+		return memberQueuesExact(s, vhost, names, allUp)
+	})
+
+	const scrapeTimeout = 8 * time.Second
+	header := timeoutHeader(fmt.Sprint(scrapeTimeout.Seconds()))
+	thaw := testbed.FreezeMember(t, 4)
+	frozenUp := map[int]bool{3: true, 5: true}
+	// The first probe reads with the cached member list; the second
+	// discovers again (a member failed) and meets the hanging API.
+	for i := range 2 {
+		start := time.Now()
+		res := p.get(t, "/probe", header)
+		took := time.Since(start)
+		t.Logf("probe %d with rabbit4 frozen: %v", i+1, took.Round(time.Millisecond))
+		if took >= scrapeTimeout {
+			t.Errorf("probe %d took %v, the whole scrape timeout", i+1, took)
+		}
+		s := res.samples(t)
+		if s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 1 {
+			t.Fatalf("probe %d: rabbitmq_up is not 1:\n%s\nlog:\n%s", i+1, res.body, p.logs)
+		}
+		for _, problem := range []string{nodesUpExact(s, c, frozenUp), memberQueuesExact(s, vhost, names, frozenUp)} {
+			if problem != "" {
+				t.Errorf("probe %d: %s", i+1, problem)
+			}
+		}
+	}
+	if !regexp.MustCompile(`node=rabbit4@localhost.*timed out`).MatchString(p.logs.String()) {
+		t.Errorf("no log line names rabbit4 and a timeout:\n%s", p.logs)
+	}
+
+	start := time.Now()
+	res := mgmt.get(t, "/probe", header)
+	took := time.Since(start)
+	t.Logf("management source probe with rabbit4 frozen: %v", took.Round(time.Millisecond))
+	s := res.samples(t)
+	if took >= scrapeTimeout || s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 0 {
+		t.Errorf("management source: took %v, probe_success %v, rabbitmq_up %v", took, s["probe_success"], s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")])
+	}
+	mgmt.waitLog(t, "timed out before the listing completed")
+	if n := strings.Count(mgmt.logs.String(), "listing queues failed"); n != 1 {
+		t.Errorf("%d failure lines for one management probe:\n%s", n, mgmt.logs)
+	}
+
+	thaw()
+	start = time.Now()
+	waitSamples(t, p, "/probe", 60*time.Second, func(s map[string]float64) string {
+		if problem := nodesUpExact(s, c, allUp); problem != "" {
+			return problem
+		}
+		return memberQueuesExact(s, vhost, names, allUp)
+	})
+	t.Logf("plugin source exact again %v after the member resumed", time.Since(start).Round(time.Millisecond))
+}
