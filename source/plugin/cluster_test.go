@@ -306,10 +306,18 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		if _, _, err := listWith(t, src, b, m, 10*time.Second, nil); err != nil {
 			t.Fatal(err)
 		}
+		// Stopped (stop_app), then running without contexts (start_app).
+		key := source.Key(mustTarget(t, b), m)
 		b.mu.Lock()
-		c.contexts = false
+		c.running = false
 		b.mu.Unlock()
-		src.cluster().markDue(source.Key(mustTarget(t, b), m)) // as after a failed member
+		src.cluster().markDue(key) // as after a failed member
+		if l, _, err := listWith(t, src, b, m, 10*time.Second, nil); err != nil || l.Complete() {
+			t.Fatalf("member stopped: %v", err)
+		}
+		b.mu.Lock()
+		c.running, c.contexts = true, false
+		b.mu.Unlock()
 		var logs bytes.Buffer
 		l, _, err := listWith(t, src, b, m, 10*time.Second, &logs)
 		if err != nil {

@@ -68,6 +68,10 @@ type discovery struct {
 	vhosts map[string]bool
 	at     time.Time
 	due    bool // discover again at the next scrape
+	// learned are the plugin endpoints the members listed last, kept while
+	// a member is listed at all (stopped, or running without contexts):
+	// a restarting member is read there before it lists its listeners.
+	learned map[string]brokerhttp.Target
 }
 
 // Cluster is what the plugin sources of one process share: discovered
@@ -182,6 +186,7 @@ func discover(ctx context.Context, target brokerhttp.Target, module *config.Modu
 		vhosts         map[string]bool
 		vhostErr       error
 		list           []member
+		learned        map[string]brokerhttp.Target
 		err            error
 		due            bool
 		configuredList = len(module.PluginEndpoints) > 0
@@ -190,7 +195,7 @@ func discover(ctx context.Context, target brokerhttp.Target, module *config.Modu
 	if configuredList {
 		list, err = configured(module.PluginEndpoints)
 	} else {
-		list, due, err = discoverNodes(ctx, target, module, last, logger)
+		list, learned, due, err = discoverNodes(ctx, target, module, last, logger)
 	}
 	wg.Wait()
 	if err != nil {
@@ -199,7 +204,7 @@ func discover(ctx context.Context, target brokerhttp.Target, module *config.Modu
 	if vhostErr != nil {
 		return nil, vhostErr
 	}
-	return &discovery{list: list, vhosts: vhosts, at: time.Now(), due: due}, nil
+	return &discovery{list: list, vhosts: vhosts, at: time.Now(), due: due, learned: learned}, nil
 }
 
 // configured takes the module's plugin endpoints as members, one per
@@ -220,32 +225,29 @@ func configured(endpoints []brokerhttp.Target) ([]member, error) {
 	return list, nil
 }
 
-func discoverNodes(ctx context.Context, target brokerhttp.Target, module *config.Module, last *discovery, logger *slog.Logger) (list []member, due bool, err error) {
+func discoverNodes(ctx context.Context, target brokerhttp.Target, module *config.Module, last *discovery, logger *slog.Logger) (list []member, learned map[string]brokerhttp.Target, due bool, err error) {
 	client := management.Client{HTTP: module.HTTP}
 	nodes, err := client.ListNodes(ctx, target, module.Credentials)
 	if err != nil {
-		return nil, false, fmt.Errorf("discovering cluster members: %w", err)
+		return nil, nil, false, fmt.Errorf("discovering cluster members: %w", err)
 	}
 	if len(nodes) == 0 {
-		return nil, false, errors.New("discovering cluster members: the management API lists no nodes")
+		return nil, nil, false, errors.New("discovering cluster members: the management API lists no nodes")
 	}
 	if len(nodes) > MaxMembers {
-		return nil, false, fmt.Errorf("discovering cluster members: the management API lists %d members, more than the %d one listing reads", len(nodes), MaxMembers)
+		return nil, nil, false, fmt.Errorf("discovering cluster members: the management API lists %d members, more than the %d one listing reads", len(nodes), MaxMembers)
 	}
-	learned := map[string]brokerhttp.Target{}
+	var before map[string]brokerhttp.Target
 	if last != nil {
-		for _, m := range last.list {
-			if m.endpoint != (brokerhttp.Target{}) && (m.guessed == "" || m.guessed == guessLearned) {
-				learned[m.node] = m.endpoint
-			}
-		}
+		before = last.learned
 	}
+	learned = map[string]brokerhttp.Target{}
 	peerPort := peersPort(nodes)
 	seen := make(map[string]bool, len(nodes))
 	list = make([]member, 0, len(nodes))
 	for _, n := range nodes {
 		if seen[n.Name] {
-			return nil, false, fmt.Errorf("discovering cluster members: the management API lists member %q twice", n.Name)
+			return nil, nil, false, fmt.Errorf("discovering cluster members: the management API lists member %q twice", n.Name)
 		}
 		seen[n.Name] = true
 		m := member{node: n.Name}
@@ -259,12 +261,14 @@ func discoverNodes(ctx context.Context, target brokerhttp.Target, module *config
 			m.endpoint, err = Endpoint(n.Plugin.Scheme, host, n.Plugin.Port)
 			if err != nil {
 				m.unusable = fmt.Sprintf("its node name gives no usable address: %v", err)
+			} else {
+				learned[n.Name] = m.endpoint
 			}
 		default:
 			// Running, but /api/nodes lists no contexts yet: a member
 			// reports its listeners some seconds after its plugin answers.
 			due = true
-			if e, ok := learned[n.Name]; ok {
+			if e, ok := before[n.Name]; ok {
 				m.endpoint, m.guessed = e, guessLearned
 			} else if peerPort != nil {
 				m.endpoint, err = Endpoint(peerPort.Scheme, host, peerPort.Port)
@@ -302,8 +306,13 @@ func discoverNodes(ctx context.Context, target brokerhttp.Target, module *config
 			list[i].endpoint, list[i].guessed = brokerhttp.Target{}, ""
 		}
 	}
+	for node, e := range before { // still listed, not listing its listener now
+		if _, ok := learned[node]; !ok && seen[node] {
+			learned[node] = e
+		}
+	}
 	sort.Slice(list, func(i, j int) bool { return list[i].node < list[j].node })
-	return list, due, nil
+	return list, learned, due, nil
 }
 
 // peersPort is the plugin listener every member that lists one uses, or nil
