@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
+)
+
+// scrapeRecord is one probe of a background scraper.
+type scrapeRecord struct {
+	source     string
+	start, end time.Time
+	status     int
+	header     http.Header
+	body       string
+	err        error
+}
+
+// scraper probes p every second until stop is closed.
+func scraper(p *exporterProc, source string, header http.Header, stop <-chan struct{}, out chan<- scrapeRecord) {
+	for {
+		start := time.Now()
+		r := scrapeRecord{source: source, start: start}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url("/probe"), nil)
+		if err == nil {
+			req.Header = header.Clone()
+			var resp *http.Response
+			if resp, err = p.client.Do(req); err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r.status, r.header, r.body = resp.StatusCode, resp.Header, string(b)
+			}
+		}
+		cancel()
+		r.end, r.err = time.Now(), err
+		out <- r
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Until(start.Add(time.Second))):
+		}
+	}
+}
+
+// restartTimes are when one member's restart went through its stages.
+type restartTimes struct {
+	stopBegin, stopped, startBegin, started, pluginBack time.Time
+}
+
+// pluginServes polls m's plugin until its answer lists queue, and returns
+// when it first did.
+func pluginServes(t *testing.T, m testbed.Member, vhost, queue string, limit time.Duration) time.Time {
+	t.Helper()
+	client := m.PluginClient(t)
+	deadline := time.Now().Add(limit)
+	want := fmt.Sprintf(`vhost="%s",queue="%s"`, vhost, queue)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.PluginURL+"/metrics/detailed?family=queue_coarse_metrics", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.Contains(string(b), want) {
+				cancel()
+				return time.Now()
+			}
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's plugin does not list %s within %v", m.Node, queue, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFaultRollingRestart (issue 15, item 3): each member of the test
+// cluster in turn stops its app and starts it again while one scraper per
+// source (prometheus, auto) probes every second. Per scrape: a member's
+// queue has a sample exactly when its rabbitmq_node_up is 1, and then its
+// exact count; a scrape made while a member is out reports it 0, its queue
+// absent and probe_success 0; a scrape begun after its plugin answers again
+// has its queue back. The gap between "plugin answers again" and "queues
+// back" is logged per member.
+func TestFaultRollingRestart(t *testing.T) {
+	testbed.RequireFaults(t)
+	c := testbed.Cluster(t)
+	vhost, names := classicPerMember(t, c, "it.rolling.")
+	exporters := map[string]*exporterProc{"prometheus": clusterExporter(t, c, "prometheus"), "auto": clusterExporter(t, c, "auto")}
+	allUp := map[int]bool{3: true, 4: true, 5: true}
+	for _, p := range exporters {
+		waitSamples(t, p, "/probe", 30*time.Second, func(s map[string]float64) string {
+			if problem := nodesUpExact(s, c, allUp); problem != "" {
+				return problem
+			}
+			return memberQueuesExact(s, vhost, names, allUp)
+		})
+	}
+
+	stop := make(chan struct{})
+	records := make(chan scrapeRecord, 1024)
+	var wg sync.WaitGroup
+	for source, p := range exporters {
+		wg.Go(func() { scraper(p, source, timeoutHeader("5"), stop, records) })
+	}
+	var mu sync.Mutex
+	var got []scrapeRecord
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for r := range records {
+			mu.Lock()
+			got = append(got, r)
+			mu.Unlock()
+		}
+	}()
+	// scrapesSince waits until every scraper has begun n scrapes after t0.
+	scrapesSince := func(t0 time.Time, n int) {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			count := map[string]int{}
+			mu.Lock()
+			for _, r := range got {
+				if r.start.After(t0) {
+					count[r.source]++
+				}
+			}
+			mu.Unlock()
+			if count["prometheus"] >= n && count["auto"] >= n {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("scrapers did not make %d scrapes within a minute", n)
+	}
+
+	order := []int{4, 5, 3} // the seed, whose management API is the target, last
+	times := map[int]*restartTimes{}
+	for _, i := range order {
+		rt := &restartTimes{stopBegin: time.Now()}
+		times[i] = rt
+		testbed.StopMember(t, i)
+		rt.stopped = time.Now()
+		scrapesSince(rt.stopped, 2) // scrapes made while it is out
+		rt.startBegin = time.Now()
+		var back time.Time
+		var pw sync.WaitGroup
+		pw.Go(func() { back = pluginServes(t, c.Member(i), vhost, names[i], 90*time.Second) })
+		testbed.StartMember(t, i)
+		rt.started = time.Now()
+		pw.Wait()
+		rt.pluginBack = back
+		scrapesSince(rt.pluginBack, 2)
+		testbed.Cluster(t) // contexts listed again before the next member
+	}
+	close(stop)
+	wg.Wait()
+	close(records)
+	<-collected
+
+	// Judge every scrape.
+	for _, r := range got {
+		label := fmt.Sprintf("%s scrape at +%v", r.source, r.start.Sub(times[order[0]].stopBegin).Round(time.Millisecond))
+		if r.err != nil || r.status != http.StatusOK {
+			t.Errorf("%s: status %d, %v", label, r.status, r.err)
+			continue
+		}
+		s := scrapetest.Parse(t, r.header, []byte(r.body))
+		if s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 1 {
+			// auto falls back to the management API, which is the seed's:
+			// it cannot list while the seed is out.
+			if r.source == "auto" {
+				rt := times[3]
+				if r.end.After(rt.stopBegin) && r.start.Before(rt.pluginBack) {
+					continue
+				}
+			}
+			t.Errorf("%s: rabbitmq_up is not 1:\n%.1500s", label, r.body)
+			continue
+		}
+		viaPlugin := s[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "prometheus")] == 1
+		for _, i := range order {
+			rt := times[i]
+			v, present := s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", vhost, names[i])]
+			if present && v != float64(i) {
+				t.Errorf("%s: member %d's queue = %v, want %d", label, i, v, i)
+			}
+			nodeUp, listed := s[nodeUpKey(c.Member(i).Node)]
+			if viaPlugin && (!listed || (nodeUp == 1) != present) {
+				t.Errorf("%s: member %d: node_up %v (listed %v), its queue present %v", label, i, nodeUp, listed, present)
+			}
+			out := r.start.After(rt.stopped) && r.end.Before(rt.startBegin)
+			back := r.start.After(rt.pluginBack)
+			switch {
+			case out && present:
+				t.Errorf("%s: member %d is out, its queue has a sample", label, i)
+			case out && viaPlugin && (nodeUp != 0 || s["probe_success"] != 0):
+				t.Errorf("%s: member %d is out: node_up %v, probe_success %v", label, i, nodeUp, s["probe_success"])
+			case back && r.source == "prometheus" && !present:
+				t.Errorf("%s: member %d's plugin answered %v before the scrape began, its queue is missing", label, i, r.start.Sub(rt.pluginBack).Round(time.Millisecond))
+			}
+		}
+	}
+	// The gap per member: plugin answers again → first scrape with its queue.
+	for _, i := range order {
+		rt := times[i]
+		for _, source := range []string{"prometheus", "auto"} {
+			gap := "never"
+			for _, r := range got {
+				if r.source != source || r.status != http.StatusOK || r.end.Before(rt.startBegin) {
+					continue
+				}
+				s := scrapetest.Parse(t, r.header, []byte(r.body))
+				if _, ok := s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", vhost, names[i])]; ok {
+					gap = r.end.Sub(rt.pluginBack).Round(time.Millisecond).String()
+					break
+				}
+			}
+			t.Logf("rabbit%d, %s: out %v (stop_app %v); start_app %v, plugin lists its queue %v after start_app began; queue back in a scrape ending %s after that",
+				i, source, rt.startBegin.Sub(rt.stopped).Round(time.Millisecond), rt.stopped.Sub(rt.stopBegin).Round(time.Millisecond),
+				rt.started.Sub(rt.startBegin).Round(time.Millisecond), rt.pluginBack.Sub(rt.startBegin).Round(time.Millisecond), gap)
+		}
+	}
+	t.Logf("%d scrapes judged", len(got))
+}
