@@ -169,6 +169,7 @@ func TestFaultRollingRestart(t *testing.T) {
 	<-collected
 
 	// Judge every scrape.
+	judged := map[string]int{}
 	for _, r := range got {
 		label := fmt.Sprintf("%s scrape at +%v", r.source, r.start.Sub(times[order[0]].stopBegin).Round(time.Millisecond))
 		if r.err != nil || r.status != http.StatusOK {
@@ -201,6 +202,12 @@ func TestFaultRollingRestart(t *testing.T) {
 			}
 			out := r.start.After(rt.stopped) && r.end.Before(rt.startBegin)
 			back := r.start.After(rt.pluginBack)
+			if out {
+				judged[r.source+" with a member out"]++
+			}
+			if back && r.start.Sub(rt.pluginBack) < 5*time.Second {
+				judged[r.source+" within 5 s of a plugin answering again"]++
+			}
 			switch {
 			case out && present:
 				t.Errorf("%s: member %d is out, its queue has a sample", label, i)
@@ -231,5 +238,8 @@ func TestFaultRollingRestart(t *testing.T) {
 				rt.started.Sub(rt.startBegin).Round(time.Millisecond), rt.pluginBack.Sub(rt.startBegin).Round(time.Millisecond), gap)
 		}
 	}
-	t.Logf("%d scrapes judged", len(got))
+	t.Logf("%d scrapes judged: %v", len(got), judged)
+	if judged["prometheus with a member out"] < len(order) || judged["prometheus within 5 s of a plugin answering again"] < len(order) {
+		t.Errorf("too few scrapes in the windows that matter: %v", judged)
+	}
 }
