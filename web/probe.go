@@ -50,7 +50,7 @@ func probeQueues(ctx context.Context, lister *source.Lister, target brokerhttp.T
 	registry.MustRegister(sourceInfo)
 	if len(l.Members) > 0 {
 		nodeUp := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rabbitmq_node_up", ConstLabels: labels,
-			Help: "1 if this cluster member's rabbitmq_prometheus plugin answered in this scrape, 0 if the member is down, unreachable, serves no plugin or is not allowed; its queues then have no samples."}, []string{"node"})
+			Help: "1 if this cluster member's rabbitmq_prometheus plugin answered in this scrape, 0 if the member is down, unreachable, did not answer in time, serves no plugin or is not allowed; its queues then have no samples."}, []string{"node"})
 		for _, m := range l.Members {
 			v := 0.0
 			if m.Up {
