@@ -112,7 +112,7 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 			for _, v := range c.extraVhosts {
 				vhosts = append(vhosts, map[string]string{"name": v})
 			}
-			json.NewEncoder(w).Encode(vhosts)
+			_ = json.NewEncoder(w).Encode(vhosts)
 		case "/api/queues":
 			c.queuesRequests.Add(1)
 			io := c.managementQueue
