@@ -31,7 +31,7 @@ func memberPID(i int) (int, error) {
 	}
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
-		return 0, fmt.Errorf("pid %d from %s: %v", pid, path, err)
+		return 0, fmt.Errorf("pid %d from %s: %w", pid, path, err)
 	}
 	want := []byte("RABBITMQ_NODENAME=" + clusterMember(i).Node)
 	if !bytes.Contains(append([]byte{0}, env...), append(append([]byte{0}, want...), 0)) {
