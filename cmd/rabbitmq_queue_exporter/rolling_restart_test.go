@@ -57,6 +57,17 @@ type restartTimes struct {
 	stopBegin, stopped, startBegin, started, pluginBack time.Time
 }
 
+// inTransition reports whether r overlaps a member's restart, from the
+// start of its stop_app to its plugin listing its queue again.
+func inTransition(r scrapeRecord, times map[int]*restartTimes) bool {
+	for _, rt := range times {
+		if r.end.After(rt.stopBegin) && r.start.Before(rt.pluginBack) {
+			return true
+		}
+	}
+	return false
+}
+
 // pluginServes polls m's plugin until its answer lists queue, and returns
 // when it first did.
 func pluginServes(t *testing.T, m testbed.Member, vhost, queue string, limit time.Duration) time.Time {
@@ -178,13 +189,13 @@ func TestFaultRollingRestart(t *testing.T) {
 		}
 		s := scrapetest.Parse(t, r.header, []byte(r.body))
 		if s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 1 {
-			// auto falls back to the management API, which is the seed's:
-			// it cannot list while the seed is out.
-			if r.source == "auto" {
-				rt := times[3]
-				if r.end.After(rt.stopBegin) && r.start.Before(rt.pluginBack) {
-					continue
-				}
+			// auto reads the management listing when a member listed as
+			// running does not answer (stopping, starting); that API waits
+			// for the member, or is down with the seed. Such scrapes fail
+			// as a whole, never with a queue missing.
+			if r.source == "auto" && inTransition(r, times) {
+				judged["auto failed in a transition"]++
+				continue
 			}
 			t.Errorf("%s: rabbitmq_up is not 1:\n%.1500s", label, r.body)
 			continue
@@ -197,7 +208,10 @@ func TestFaultRollingRestart(t *testing.T) {
 				t.Errorf("%s: member %d's queue = %v, want %d", label, i, v, i)
 			}
 			nodeUp, listed := s[nodeUpKey(c.Member(i).Node)]
-			if viaPlugin && (!listed || (nodeUp == 1) != present) {
+			// A member that answers has its queue, except while it starts:
+			// its plugin may answer before the queue is recovered.
+			steady := r.end.Before(rt.stopBegin) || r.start.After(rt.pluginBack)
+			if viaPlugin && (!listed || nodeUp != 1 && present || steady && nodeUp == 1 && !present) {
 				t.Errorf("%s: member %d: node_up %v (listed %v), its queue present %v", label, i, nodeUp, listed, present)
 			}
 			out := r.start.After(rt.stopped) && r.end.Before(rt.startBegin)
