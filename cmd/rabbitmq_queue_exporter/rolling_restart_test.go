@@ -122,7 +122,7 @@ func TestFaultRollingRestart(t *testing.T) {
 	records := make(chan scrapeRecord, 1024)
 	var wg sync.WaitGroup
 	for source, p := range exporters {
-		wg.Go(func() { scraper(p, source, timeoutHeader("5"), stop, records) })
+		wg.Go(func() { scraper(p, source, timeoutHeader("10"), stop, records) })
 	}
 	var mu sync.Mutex
 	var got []scrapeRecord
