@@ -375,3 +375,56 @@ func TestMemberNotReportingListeners(t *testing.T) {
 		}
 	})
 }
+
+// TestMembershipChangesNoticed (issue 15, item 2): a member that moves to
+// another port is read there from the scrape after the one where it failed;
+// one that leaves the cluster is gone once the cached list expires.
+func TestMembershipChangesNoticed(t *testing.T) {
+	a := &fakeNode{name: "rabbit-a@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "a", 1)}}
+	c := &fakeNode{name: "rabbit-c@127.0.0.1", running: true, contexts: true, queues: []fakeapi.PluginQueue{fq("/", "c", 3)}}
+	b := newFakeBroker(t, a, c)
+	src := &Source{}
+	m := b.module(t, 0, "")
+	if _, _, err := listWith(t, src, b, m, 10*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	// c restarts on another port.
+	c.srv.Close()
+	moved := &fakeNode{name: c.name, running: true, contexts: true, queues: c.queues}
+	b.startPlugin(moved, "127.0.0.1:0")
+	b.mu.Lock()
+	b.nodes[1] = moved
+	b.mu.Unlock()
+	l, _, err := listWith(t, src, b, m, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := memberOf(l, c.name); st.Up {
+		t.Fatalf("the old endpoint answered: %+v", st)
+	}
+	l, _, err = listWith(t, src, b, m, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := memberOf(l, c.name); !st.Up || moved.requests.Load() != 1 {
+		t.Errorf("after moving: %+v, %d requests at the new port", st, moved.requests.Load())
+	}
+	// c leaves the cluster: noticed when the cached list expires.
+	b.mu.Lock()
+	b.nodes = b.nodes[:1]
+	b.mu.Unlock()
+	key := source.Key(mustTarget(t, b), m)
+	cl := src.cluster()
+	cl.mu.Lock()
+	d := *cl.cache[key]
+	d.at = time.Now().Add(-memberTTL)
+	cl.cache[key] = &d
+	cl.mu.Unlock()
+	l, _, err = listWith(t, src, b, m, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, listed := memberOf(l, c.name); listed || !l.Complete() {
+		t.Errorf("a member that left is still listed: %+v", l.Members)
+	}
+}
