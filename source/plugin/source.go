@@ -18,10 +18,6 @@ import (
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 )
 
-// pluginPath is the plugin's per-object endpoint, asking for the one metric
-// group that holds the queue counts.
-const pluginPath = "/metrics/detailed?family=queue_coarse_metrics"
-
 // maxParallelReads is how many members one listing reads at once: the
 // exporter's limit, whatever the broker lists. A healthy member answers in
 // milliseconds to seconds; a hung one holds one worker until its deadline.
@@ -294,7 +290,7 @@ func readMember(ctx context.Context, target, endpoint brokerhttp.Target, module 
 		return nil, Result{}, fmt.Errorf("plugin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	qs := source.NewQueueSet(target, module)
-	res, err := Parse(budget.reader(resp.Body), qs, keep, Limits{Vhosts: vhosts})
+	res, err := ParseOf(budget.reader(resp.Body), qs, keep, Limits{Vhosts: vhosts}, module.QueueFields())
 	if err != nil {
 		if budget.exceeded() {
 			return nil, res, budget.err()
