@@ -85,8 +85,7 @@ type Cluster struct {
 // view is the member list one scrape uses.
 type view struct {
 	discovery
-	fresh bool  // discovered in this scrape: its vhost list may settle label splits
-	stale error // why discovery failed, when an older answer is used
+	fresh bool // discovered in this scrape: its vhost list may settle label splits
 }
 
 // get returns the members of target, discovering them when the cached list
@@ -121,7 +120,7 @@ func (c *Cluster) get(ctx context.Context, key string, target brokerhttp.Target,
 		}
 		age := time.Since(last.at).Round(time.Millisecond)
 		logger.Warn("discovering cluster members failed; using the last member list", "age", age.String(), "max_age", maxStale.String(), "err", err)
-		return view{discovery: *last, stale: err}, nil
+		return view{discovery: *last}, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

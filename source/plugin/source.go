@@ -65,6 +65,7 @@ type read struct {
 	members  []int  // indexes into the member list
 	guessed  string
 	set      *queueset.QueueSet
+	bytes    int64 // of its answer, charged to the listing's budget
 	err      error
 }
 
@@ -133,7 +134,8 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 				c.setVhosts(key, fresh)
 				vhosts = fresh
 				for _, r := range again {
-					r.set, r.err = nil, nil
+					budget.left.Add(r.bytes) // read again, counted once
+					r.set, r.err, r.bytes = nil, nil, 0
 				}
 				p.readAll(ctx, c, again, module, target, vhosts, true, budget, memberDeadline)
 			} else {
@@ -245,6 +247,7 @@ func (p *Source) readAll(ctx context.Context, c *Cluster, reads []*read, module 
 				}
 				var res Result
 				r.set, res, r.err = readMember(mctx, target, r.endpoint, module, keep, settle, budget)
+				r.bytes = res.Bytes
 				release()
 				// A guessed endpoint counts only if the member there says
 				// it is the one guessed for.
