@@ -104,6 +104,24 @@ func pluginServes(t *testing.T, m testbed.Member, vhost, queue string, limit tim
 // has its queue back. The gap between "plugin answers again" and "queues
 // back" is logged per member.
 func TestFaultRollingRestart(t *testing.T) {
+	// The seed, whose management API is the target, last.
+	restartMembers(t, []restartStep{{member: 4}, {member: 5}, {member: 3}})
+}
+
+// TestFaultNodeRestart: as TestFaultRollingRestart, with one member's
+// whole VM stopped (SIGTERM, a graceful shutdown) and started again.
+func TestFaultNodeRestart(t *testing.T) {
+	restartMembers(t, []restartStep{{member: 5, node: true}})
+}
+
+// restartStep is one member's restart: its app (stop_app/start_app) or
+// its whole node.
+type restartStep struct {
+	member int
+	node   bool
+}
+
+func restartMembers(t *testing.T, steps []restartStep) {
 	testbed.RequireFaults(t)
 	c := testbed.Cluster(t)
 	vhost, names := classicPerMember(t, c, "it.rolling.")
@@ -155,19 +173,29 @@ func TestFaultRollingRestart(t *testing.T) {
 		t.Errorf("scrapers did not make %d scrapes within a minute", n)
 	}
 
-	order := []int{4, 5, 3} // the seed, whose management API is the target, last
+	var order []int
 	times := map[int]*restartTimes{}
-	for _, i := range order {
+	for _, step := range steps {
+		i := step.member
+		order = append(order, i)
 		rt := &restartTimes{stopBegin: time.Now()}
 		times[i] = rt
-		testbed.StopMember(t, i)
+		if step.node {
+			testbed.StopNode(t, i)
+		} else {
+			testbed.StopMember(t, i)
+		}
 		rt.stopped = time.Now()
 		scrapesSince(rt.stopped, 2) // scrapes made while it is out
 		rt.startBegin = time.Now()
 		var back time.Time
 		var pw sync.WaitGroup
 		pw.Go(func() { back = pluginServes(t, c.Member(i), vhost, names[i], 90*time.Second) })
-		testbed.StartMember(t, i)
+		if step.node {
+			testbed.StartNode(t, i)
+		} else {
+			testbed.StartMember(t, i)
+		}
 		rt.started = time.Now()
 		pw.Wait()
 		rt.pluginBack = back
@@ -247,7 +275,7 @@ func TestFaultRollingRestart(t *testing.T) {
 					break
 				}
 			}
-			t.Logf("rabbit%d, %s: out %v (stop_app %v); start_app %v, plugin lists its queue %v after start_app began; queue back in a scrape ending %s after that",
+			t.Logf("rabbit%d, %s: out %v (stop %v); start %v, plugin lists its queue %v after the start began; queue back in a scrape ending %s after that",
 				i, source, rt.startBegin.Sub(rt.stopped).Round(time.Millisecond), rt.stopped.Sub(rt.stopBegin).Round(time.Millisecond),
 				rt.started.Sub(rt.startBegin).Round(time.Millisecond), rt.pluginBack.Sub(rt.startBegin).Round(time.Millisecond), gap)
 		}
