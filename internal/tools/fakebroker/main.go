@@ -2,6 +2,7 @@
 // (internal/fakeapi) for whole-process benchmarks of the exporter.
 //
 //	GET  /api/queues      the listing (basic auth; any query; X-Fake-Requests header)
+//	GET  /api/vhosts      the vhosts the queues are spread over (basic auth)
 //	GET  /stats           {"requests":N,"queues":Q,"body_bytes":B,"latency":"0s"}
 //	POST /-/latency?d=300ms   delay later listings by d (0 turns it off)
 //
@@ -73,6 +74,21 @@ func run(listen, pluginListen string, style fakeapi.PluginStyle, user, password 
 
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
+	// The plugin source asks which vhosts the user may read.
+	mux.HandleFunc("GET /api/vhosts", func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			http.Error(w, "unauthorised", http.StatusUnauthorized)
+			return
+		}
+		names := make([]map[string]string, max(o.Vhosts, 1))
+		for v := range names {
+			names[v] = map[string]string{"name": fakeapi.VhostName(v)}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if err := json.NewEncoder(w).Encode(names); err != nil {
+			fmt.Fprintln(os.Stderr, "fakebroker: writing vhosts:", err)
+		}
+	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		stats := map[string]any{"requests": h.Requests(), "queues": o.Queues, "body_bytes": len(h.Body()), "latency": h.Latency().String()}
