@@ -248,8 +248,9 @@ real_broker_wanted() {
 }
 
 # real_plugin_url prints REAL_PLUGIN_URL when the broker's rabbitmq_prometheus answers.
+# A 10k-queue broker that just populated can take a minute to render it.
 real_plugin_url() {
-  if curl -fsS -m 10 -o /dev/null "${REAL_PLUGIN_URL}/metrics/detailed?family=queue_coarse_metrics" 2>/dev/null; then
+  if curl -fsS -m 120 -o /dev/null "${REAL_PLUGIN_URL}/metrics/detailed?family=queue_coarse_metrics" 2>/dev/null; then
     echo "${REAL_PLUGIN_URL}"
   else
     echo "== no rabbitmq_prometheus at ${REAL_PLUGIN_URL}: no plugin rows (scripts/testbed.sh enables it)" >&2
