@@ -36,8 +36,13 @@ func classicPerMember(t *testing.T, c testbed.ClusterInfo, prefix string) (strin
 // memberQueuesExact checks that the queue of every member in up has its
 // count and that the queues of the others have no sample at all.
 func memberQueuesExact(s map[string]float64, vhost string, names map[int]string, up map[int]bool) string {
+	return memberQueuesExactAt(s, "127.0.0.1", vhost, names, up)
+}
+
+// memberQueuesExactAt is memberQueuesExact for the exporter's host label.
+func memberQueuesExactAt(s map[string]float64, host, vhost string, names map[int]string, up map[int]bool) string {
 	for i, name := range names {
-		got, ok := s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", vhost, name)]
+		got, ok := s[queueKey("rabbitmq_individual_queue_messages", host, vhost, name)]
 		switch {
 		case up[i] && (!ok || got != float64(i)):
 			return fmt.Sprintf("%s of running member %d = %v (present %v), want %d", name, i, got, ok, i)
@@ -50,6 +55,11 @@ func memberQueuesExact(s map[string]float64, vhost string, names map[int]string,
 
 // nodesUpExact checks rabbitmq_node_up for every member and probe_success.
 func nodesUpExact(s map[string]float64, c testbed.ClusterInfo, up map[int]bool) string {
+	return nodesUpExactAt(s, "127.0.0.1", c, up)
+}
+
+// nodesUpExactAt is nodesUpExact for the exporter's host label.
+func nodesUpExactAt(s map[string]float64, host string, c testbed.ClusterInfo, up map[int]bool) string {
 	all := true
 	for _, m := range c.Members {
 		want := 0.0
@@ -58,7 +68,8 @@ func nodesUpExact(s map[string]float64, c testbed.ClusterInfo, up map[int]bool) 
 		} else {
 			all = false
 		}
-		if got, ok := s[nodeUpKey(m.Node)]; !ok || got != want {
+		key := scrapetest.Key("rabbitmq_node_up", "host", host, "node", m.Node)
+		if got, ok := s[key]; !ok || got != want {
 			return fmt.Sprintf("rabbitmq_node_up of %s = %v (present %v), want %v", m.Node, got, ok, want)
 		}
 	}

@@ -171,19 +171,26 @@ func RepoRoot() (string, error) {
 // runScript runs scripts/testbed.sh with args and logs its output to the test.
 func runScript(t testing.TB, args ...string) error {
 	t.Helper()
+	return runScriptFile(t, "testbed.sh", args...)
+}
+
+// runScriptFile runs scripts/<script> with args, for at most 5 minutes, and
+// logs its output to the test.
+func runScriptFile(t testing.TB, script string, args ...string) error {
+	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "scripts", "testbed.sh")}, args...)...)
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "scripts", script)}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Logf("scripts/testbed.sh %s:\n%s", strings.Join(args, " "), s)
+		t.Logf("scripts/%s %s:\n%s", script, strings.Join(args, " "), s)
 	}
 	if err != nil {
-		return fmt.Errorf("scripts/testbed.sh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("scripts/%s %s: %w: %s", script, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
