@@ -445,7 +445,7 @@ delay_member() {
 		return 0
 	fi
 	out="$(tc qdisc replace dev "$veth" root netem delay "${ms}ms" 2>&1)" ||
-		die "$m: tc netem failed: $out (this kernel has no netem qdisc)"
+		die "$m: tc netem failed: $out (the kernel needs the netem qdisc, sch_netem)"
 	log "$m: ${ms} ms added on $veth"
 }
 
