@@ -1110,7 +1110,7 @@ func TestDockerfiles(t *testing.T) {
 
 func TestShellScripts(t *testing.T) {
 	var scripts []string
-	for _, s := range []string{"build.sh", "check-dockerfile.sh", "image.sh", "testbed.sh", "bench.sh", "test-deps.sh", "gen-certs.sh", "resources.sh", "test-under-load.sh"} {
+	for _, s := range []string{"build.sh", "check-dockerfile.sh", "image.sh", "testbed.sh", "bench.sh", "test-deps.sh", "gen-certs.sh", "resources.sh", "test-under-load.sh", "netns-cluster.sh"} {
 		scripts = append(scripts, filepath.Join("..", "scripts", s))
 	}
 	scripts = append(scripts, filepath.Join("..", ".ci", "run"))
