@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // m7. Every probe through the plugin source answers within the scrape
 // timeout with m6's queue exact, rabbitmq_node_up 0 for rabbit7@m7 with a
 // reason naming a timeout, and probe_success 0; once the link carries
-// packets again the same exporter recovers. (Added latency, the other
+// packets again the same exporter recovers. The management source fails
+// within the timeout with one reason. (Added latency, the other
 // fault of item 4, needs tc netem, which this machine's kernel lacks.)
 func TestFaultNamespacedMemberLinkDown(t *testing.T) {
 	testbed.RequireFaults(t)
@@ -33,6 +35,12 @@ func TestFaultNamespacedMemberLinkDown(t *testing.T) {
 		// Names, not addresses: the plugin endpoints are the members' host
 		// names from /api/nodes.
 		`RABBITMQ_PROBE_ALLOWED_TARGETS=m[67]:15692`,
+	}, "--no-metrics.queues")
+	mgmt := startExporter(t, []string{
+		"RABBITMQ_HOST=" + c.Members[0].MgmtURL,
+		"RABBITMQ_USER=" + testbed.ClusterUser,
+		"RABBITMQ_PASSWORD=" + testbed.ClusterPassword,
+		"RABBITMQ_SOURCE=management",
 	}, "--no-metrics.queues")
 	exact := func(up map[int]bool) func(map[string]float64) string {
 		return func(s map[string]float64) string {
@@ -70,9 +78,22 @@ func TestFaultNamespacedMemberLinkDown(t *testing.T) {
 	if !regexp.MustCompile(`node=rabbit7@m7.*timed out`).MatchString(p.logs.String()) {
 		t.Errorf("no log line names rabbit7@m7 and a timeout:\n%s", p.logs)
 	}
+	// The management source cannot do better: m6's API waits for m7.
+	start := time.Now()
+	res := mgmt.get(t, "/probe", header)
+	took := time.Since(start)
+	t.Logf("management source probe with m7's link down: %v", took.Round(time.Millisecond))
+	s := res.samples(t)
+	if up := s[scrapetest.Key("rabbitmq_up", "host", host)]; took >= scrapeTimeout || s["probe_success"] != 0 || up != 0 {
+		t.Errorf("management source: took %v, probe_success %v, rabbitmq_up %v", took, s["probe_success"], up)
+	}
+	mgmt.waitLog(t, "timed out before the listing completed")
+	if n := strings.Count(mgmt.logs.String(), "listing queues failed"); n != 1 {
+		t.Errorf("%d failure lines for one management probe:\n%s", n, mgmt.logs)
+	}
 
 	restore()
-	start := time.Now()
+	start = time.Now()
 	waitSamples(t, p, "/probe", 60*time.Second, exact(allUp))
 	t.Logf("plugin source exact again %v after the link was restored", time.Since(start).Round(time.Millisecond))
 }
