@@ -21,7 +21,9 @@
 # /etc/hosts), and lines marked "# rqe-netns-cluster" in the root /etc/hosts.
 # Files live in /var/tmp/rabbitmq-exporter-testbed/rabbitN (kept by down, so the
 # next up is a warm start). User cluster/cluster-secret (administrator); rabbit7
-# joins rabbit6; partitions heal by themselves (autoheal).
+# joins rabbit6; partitions heal by themselves (autoheal). A member whose peer
+# lost its data (a directory removed by hand) is started again with an empty
+# database and joins anew: the data is disposable test data.
 #
 # drop sets the root end of the member's veth down: packets to and from the
 # member vanish, connections neither fail nor answer, as in a silent partition.
@@ -267,7 +269,7 @@ repair_user() {
 # member_up MEMBER CHANGED: start the member (once) and wait until it is ready;
 # bounded by WAIT_SECONDS. Runs in a subshell per member.
 member_up() {
-	local m="$1" changed="$2" node t0 started=no repaired=no kicked=no code
+	local m="$1" changed="$2" node t0 started=no repaired=no kicked=no afresh=no code lines=0
 	node="$(member_node "$m")"
 	if [ "$changed" = yes ] && registered "$m"; then
 		log "$m: configuration changed, restarting $node"
@@ -281,8 +283,18 @@ member_up() {
 		fi
 		code="$(api_code "$m")"
 		if ! registered "$m"; then
+			if [ "$started" = yes ] && [ "$afresh" = no ] &&
+				tail -n "+$((lines + 1))" "$(member_log "$m")" 2>/dev/null | grep -q inconsistent_cluster; then
+				# Its peer lost its data (a directory removed by hand) and disowns it; the
+				# VM exited. Test data is disposable: start it empty, join_seed follows.
+				log "$m: its peer disowns it (inconsistent_cluster), starting it with an empty database"
+				rm -rf "$(member_base "$m")/mnesia"
+				install -d -o rabbitmq -g rabbitmq -m 0755 "$(member_base "$m")/mnesia"
+				started=no afresh=yes
+			fi
 			# Started once only: a slow VM registers late, a second start would race it.
 			if [ "$started" = no ]; then
+				lines="$(wc -l <"$(member_log "$m")" 2>/dev/null || echo 0)"
 				log "$m: starting $node at $(member_ip "$m")"
 				in_ns "$m" rabbitmq-server -detached >/dev/null 2>&1 ||
 					die "$m: rabbitmq-server -detached failed; see $(member_log "$m")"
