@@ -33,6 +33,8 @@
 # Needs root (ip netns, mounts). A cold up takes about 30-60 s, a warm one about
 # 1 s. Safe to run many times and concurrently: mutating commands hold one flock.
 set -euo pipefail
+# grep -q in a pipeline would exit at the first match and, with pipefail, turn
+# the writer's SIGPIPE into a failure: pipelines here use grep >/dev/null.
 
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -105,7 +107,7 @@ ctl() {
 	in_ns "$m" rabbitmqctl -q -n "$(member_node "$m")" "$@"
 }
 
-ns_exists() { ip netns list 2>/dev/null | grep -q "^$(member_ns "$1")\( \|$\)"; }
+ns_exists() { ip netns list 2>/dev/null | grep "^$(member_ns "$1")\( \|$\)" >/dev/null; }
 
 # tcp_open HOST PORT: something accepts connections there (from the root namespace).
 # shellcheck disable=SC2016 # expanded by the inner bash
@@ -122,7 +124,7 @@ api_code() {
 registered() {
 	ns_exists "$1" || return 1
 	ip netns exec "$(member_ns "$1")" epmd -names 2>/dev/null 9>&- |
-		grep -q "^name rabbit$(member_n "$1") at port "
+		grep "^name rabbit$(member_n "$1") at port " >/dev/null
 }
 
 # write_file PATH CONTENT [OWNER]: write only when different; returns 0 if it changed.
@@ -192,7 +194,7 @@ ensure_net() {
 		log "creating bridge $BRIDGE ($BRIDGE_ADDR)"
 		ip link add "$BRIDGE" type bridge
 	fi
-	ip -o addr show dev "$BRIDGE" | grep -q " ${BRIDGE_ADDR} " || ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
+	ip -o addr show dev "$BRIDGE" | grep " ${BRIDGE_ADDR} " >/dev/null || ip addr add "$BRIDGE_ADDR" dev "$BRIDGE"
 	ip link set "$BRIDGE" up
 	for m in "${MEMBERS[@]}"; do
 		ns="$(member_ns "$m")"
@@ -208,7 +210,7 @@ ensure_net() {
 		fi
 		ip link set "$veth" master "$BRIDGE"
 		ip link set "$veth" up
-		ip -n "$ns" -o addr show dev eth0 | grep -q " $(member_ip "$m")/24 " ||
+		ip -n "$ns" -o addr show dev eth0 | grep " $(member_ip "$m")/24 " >/dev/null ||
 			ip -n "$ns" addr add "$(member_ip "$m")/24" dev eth0
 		ip -n "$ns" link set lo up
 		ip -n "$ns" link set eth0 up
@@ -284,7 +286,7 @@ member_up() {
 		code="$(api_code "$m")"
 		if ! registered "$m"; then
 			if [ "$started" = yes ] && [ "$afresh" = no ] &&
-				tail -n "+$((lines + 1))" "$(member_log "$m")" 2>/dev/null | grep -q inconsistent_cluster; then
+				tail -n "+$((lines + 1))" "$(member_log "$m")" 2>/dev/null | grep inconsistent_cluster >/dev/null; then
 				# Its peer lost its data (a directory removed by hand) and disowns it; the
 				# VM exited. Test data is disposable: start it empty, join_seed follows.
 				log "$m: its peer disowns it (inconsistent_cluster), starting it with an empty database"
@@ -342,7 +344,7 @@ cluster_ok() {
 join_seed() {
 	local m="$1" seed out
 	seed="$(member_node "$SEED")"
-	node_states "$m" | grep -q "^$seed " && return 0
+	node_states "$m" | grep "^$seed " >/dev/null && return 0
 	log "$m: $(member_node "$m") joining $seed"
 	ctl "$m" stop_app >/dev/null || die "$m: stop_app failed"
 	if ! ctl "$m" join_cluster "$seed" >/dev/null 2>&1; then
@@ -474,7 +476,7 @@ status() {
 			printf '%-3s %-11s namespace %s absent\n' "$m" "$node" "$(member_ns "$m")"
 			continue
 		fi
-		link="$(ip -o link show "$(member_veth "$m")" 2>/dev/null | grep -q '[<,]UP[,>]' && echo up || echo down)"
+		link="$(ip -o link show "$(member_veth "$m")" 2>/dev/null | grep '[<,]UP[,>]' >/dev/null && echo up || echo down)"
 		if [ "$(id -u)" != 0 ]; then
 			state="node ? (epmd in the namespace needs root)"
 		elif registered "$m"; then state="node up"; else state="node down"; fi
