@@ -27,7 +27,9 @@ run: build
 # Every test. The hermetic lane under the race detector, then the broker
 # lane against real brokers (testbed.sh installs/starts/prepares them,
 # idempotently): every other test, then the fault tests (TestFault*: they
-# stop, restart or freeze shared brokers), one package at a time.
+# stop, restart or freeze shared brokers), one package at a time. The fault
+# pass also starts scripts/netns-cluster.sh's cluster on demand (as root; a
+# running one is reused) and leaves it up.
 test: lint
 	./scripts/test-deps.sh
 	$(GO) test -count=1 -race -short ./...
