@@ -1,10 +1,12 @@
 // Package testbed gives integration tests access to real RabbitMQ brokers: the primary
 // node (guest/guest on 127.0.0.1:15672/5672), a second node with other credentials
 // (exporter2 on 127.0.0.1:15673/5673) and a 3-node cluster (see Cluster), all managed
-// by scripts/testbed.sh.
+// by scripts/testbed.sh, and a 2-member cluster on its own addresses (see
+// NetnsCluster), managed by scripts/netns-cluster.sh.
 //
 // Tests using them skip unless the broker lane is on (see Require); the brokers are
-// started beforehand, never by a test (see lane.go).
+// started beforehand, never by a test (see lane.go), except the namespaced cluster,
+// which the fault tests that use it start on demand.
 package testbed
 
 import (
