@@ -285,9 +285,11 @@ func (b Broker) DeleteQueue(t testing.TB, vhost, name string) {
 
 func (b Broker) deleteQuietly(t testing.TB, path string) {
 	t.Helper()
+	// Retried within Patience in all: a cleanup may not hold a test for long.
 	const attempts = 5
+	deadline := time.Now().Add(Patience)
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := requestContext()
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		code, data, err := b.do(ctx, http.MethodDelete, path, nil)
 		cancel()
 		var problem string
@@ -307,8 +309,9 @@ func (b Broker) deleteQuietly(t testing.TB, path string) {
 			t.Errorf("testbed: DELETE %s%s: HTTP %d: %s", b.MgmtURL, path, code, snippet(data))
 			return
 		}
-		if attempt == attempts {
-			t.Errorf("testbed: DELETE %s%s: %s (attempt %d of %d)", b.MgmtURL, path, problem, attempt, attempts)
+		if attempt == attempts || time.Now().After(deadline) {
+			// Like an unreachable broker: logged, not failed.
+			t.Logf("testbed: DELETE %s%s: %s; giving up after %d attempts", b.MgmtURL, path, problem, attempt)
 			return
 		}
 		t.Logf("testbed: DELETE %s%s: %s; retrying (attempt %d of %d)", b.MgmtURL, path, problem, attempt, attempts)
