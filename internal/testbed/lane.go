@@ -31,7 +31,8 @@ func Enabled() bool { return os.Getenv(EnvBrokers) == "1" && !testing.Short() }
 
 // The full lane is the broker lane: besides the broker tests it runs the
 // exhaustive and slow hermetic ones (every Accept header Prometheus sends,
-// the Dockerfile.source build), which would keep a plain `go test ./...`
+// the Dockerfile.source build, multi-GB listings, the soak), which would
+// keep a plain `go test ./...`
 // from finishing within a minute on a 2-core machine. The hermetic lane
 // covers the same code with representative cases.
 

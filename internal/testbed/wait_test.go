@@ -3,6 +3,9 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,5 +57,54 @@ func TestAwaitFloor(t *testing.T) {
 	})
 	if err != nil || calls != 2 {
 		t.Fatalf("err %v after %d calls in %v: the 1 ns limit cut the wait short", err, calls, time.Since(start))
+	}
+}
+
+// errorRecorder records Errorf instead of failing the test.
+type errorRecorder struct {
+	testing.TB
+	errors []string
+}
+
+func (e *errorRecorder) Errorf(format string, args ...any) {
+	e.errors = append(e.errors, fmt.Sprintf(format, args...))
+}
+func (e *errorRecorder) Helper()             {}
+func (e *errorRecorder) Logf(string, ...any) {}
+
+// TestDeleteRetriesTransientFailures: a cleanup's DELETE retries what a busy
+// broker answers for a while (5xx, 429) and gives up quietly when its time
+// is up; a refusal that retrying cannot mend fails the test at once.
+func TestDeleteRetriesTransientFailures(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		answers   []int // the status of each request in turn; the last repeats
+		limit     time.Duration
+		wantCalls int // 0: any
+		wantError bool
+	}{
+		{"deleted at once", []int{http.StatusNoContent}, time.Minute, 1, false},
+		{"already gone", []int{http.StatusNotFound}, time.Minute, 1, false},
+		{"busy twice, then deleted", []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusNoContent}, time.Minute, 3, false},
+		{"never deleted: gives up, logged only", []int{http.StatusInternalServerError}, time.Second, 0, false},
+		{"refused: fails at once", []int{http.StatusForbidden}, time.Minute, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := int(calls.Add(1))
+				if r.Method != http.MethodDelete {
+					t.Errorf("method %s", r.Method)
+				}
+				w.WriteHeader(c.answers[min(n, len(c.answers))-1])
+			}))
+			defer srv.Close()
+			rec := &errorRecorder{TB: t}
+			Broker{MgmtURL: srv.URL}.deleteWithin(rec, queuePath("/", "q"), c.limit)
+			n := int(calls.Load())
+			if (c.wantCalls > 0 && n != c.wantCalls) || (len(rec.errors) > 0) != c.wantError {
+				t.Fatalf("%d requests, errors %q; want %d requests (0: any), an error: %v", n, rec.errors, c.wantCalls, c.wantError)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -76,18 +77,24 @@ func exposed(t *testing.T, qs *queueset.QueueSet) map[sample]int64 {
 	if err != nil {
 		t.Fatalf("QueueSet output does not parse: %v", err)
 	}
+	// The exporter writes gauges: any other type reads as 0 and fails the
+	// comparison.
+	return fieldSamples(mfs, func(f queue.Field) string { return f.Metric }, "name",
+		func(m *dto.Metric) float64 { return m.GetGauge().GetValue() })
+}
+
+// fieldSamples reads the queue fields' families out of parsed exposition:
+// each field's family is named by family(f), a queue's name is in the
+// label queueLabel, its value is value(m).
+func fieldSamples(mfs map[string]*dto.MetricFamily, family func(queue.Field) string, queueLabel string, value func(*dto.Metric) float64) map[sample]int64 {
 	out := map[sample]int64{}
 	for i, f := range queue.Fields() {
-		mf := mfs[f.Metric]
-		if mf == nil {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
+		for _, m := range mfs[family(f)].GetMetric() {
 			l := map[string]string{}
 			for _, lp := range m.GetLabel() {
 				l[lp.GetName()] = lp.GetValue()
 			}
-			out[sample{i, l["vhost"], l["name"]}] = int64(m.GetGauge().GetValue())
+			out[sample{i, l["vhost"], l[queueLabel]}] = int64(value(m))
 		}
 	}
 	return out

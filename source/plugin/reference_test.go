@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -60,30 +61,16 @@ func expfmtReference(body []byte) (map[sample]int64, bool) {
 	if err != nil {
 		return nil, false
 	}
-	out := map[sample]int64{}
-	for i, f := range queue.Fields() {
-		mf := mfs[f.Plugin]
-		if mf == nil {
-			continue
+	return fieldSamples(mfs, func(f queue.Field) string { return f.Plugin }, "queue", func(m *dto.Metric) float64 {
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		default:
+			return m.GetUntyped().GetValue()
 		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			var v float64
-			switch {
-			case m.Gauge != nil:
-				v = m.GetGauge().GetValue()
-			case m.Counter != nil:
-				v = m.GetCounter().GetValue()
-			default:
-				v = m.GetUntyped().GetValue()
-			}
-			out[sample{i, l["vhost"], l["queue"]}] = int64(v)
-		}
-	}
-	return out, true
+	}), true
 }
 
 // rawReadings enumerates, by brute force, every way the plugin's raw
