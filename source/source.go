@@ -36,7 +36,24 @@ type Listing struct {
 	Members []Member
 	// Fallback says why this listing came from a fallback source.
 	Fallback string
+	// FallbackFailed says why a fallback source could not replace this
+	// incomplete listing (see PartialError), which is served instead.
+	FallbackFailed string
 }
+
+// PartialError is a source's failure to list the whole broker when it did
+// list a part of it exactly: every cluster member's queues but those of the
+// members Listing reports as not up. A source that must be complete
+// (source auto's plugin reading) returns it instead of failing outright, so
+// that a Fallback whose other source fails too, or does not finish in time,
+// can answer with the members that were read rather than with nothing.
+type PartialError struct {
+	Listing *Listing
+	Err     error
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
 
 // Member is one cluster member's outcome in a scrape.
 type Member struct {
@@ -57,10 +74,28 @@ func (l *Listing) Complete() bool {
 
 // Fallback lists through First and, when that fails in a way When accepts
 // (nil: any way but the scrape's end), through Then.
+//
+// When First's failure is a PartialError, Then gets only PartialShare of the
+// time left and First's partial listing is the answer should Then fail or
+// run out of its share: a source that waits for the same missing part (the
+// management API waits for a cluster member that stops or starts) must not
+// take the parts that were read down with it.
 type Fallback struct {
 	First, Then Source
 	When        func(error) bool
+	// PartialShare is the part of the time left that Then may take after
+	// a PartialError; the rest is kept to answer with the partial listing
+	// (0: DefaultPartialShare).
+	PartialShare float64
 }
+
+// DefaultPartialShare leaves a fifth of the time for answering with a
+// partial listing, as a plugin listing leaves it for merging and answering.
+const DefaultPartialShare = 0.8
+
+// errFallbackShare ends a fallback that would leave no time to answer with
+// the partial listing it is meant to replace.
+var errFallbackShare = fmt.Errorf("timed out: the fallback listing did not finish within its share of the scrape timeout: %w", context.DeadlineExceeded)
 
 // List implements Source.
 func (f Fallback) List(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*Listing, error) {
@@ -71,13 +106,42 @@ func (f Fallback) List(ctx context.Context, target brokerhttp.Target, module *co
 	case ctx.Err() != nil, f.When != nil && !f.When(err):
 		return nil, err
 	}
-	l, thenErr := f.Then.List(ctx, target, module, logger)
-	if thenErr != nil {
-		// Only the fallback's error is wrapped: callers judge the scrape by it.
-		return nil, fmt.Errorf("%v; falling back failed too: %w", err, thenErr) //nolint:errorlint
+	partial, _ := errors.AsType[*PartialError](err)
+	thenCtx := ctx
+	if partial != nil && partial.Listing != nil {
+		var cancel context.CancelFunc
+		thenCtx, cancel = f.partialDeadline(ctx)
+		defer cancel()
 	}
-	l.Fallback = err.Error()
-	return l, nil
+	l, thenErr := f.Then.List(thenCtx, target, module, logger)
+	if thenErr == nil {
+		l.Fallback = err.Error()
+		return l, nil
+	}
+	if partial != nil && partial.Listing != nil && ctx.Err() == nil {
+		// Only this scrape's readings: the members read, the others
+		// reported not up, so the scrape is not a success.
+		p := partial.Listing
+		p.FallbackFailed = thenErr.Error()
+		return p, nil
+	}
+	// Only the fallback's error is wrapped: callers judge the scrape by it.
+	return nil, fmt.Errorf("%v; falling back failed too: %w", err, thenErr) //nolint:errorlint
+}
+
+// partialDeadline is ctx ending at Then's share of the time left, for
+// Then's requests and for the deadlines it plans (Deadline).
+func (f Fallback) partialDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := Deadline(ctx)
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	share := f.PartialShare
+	if share <= 0 || share > 1 {
+		share = DefaultPartialShare
+	}
+	end := time.Now().Add(time.Duration(float64(time.Until(deadline)) * share))
+	return context.WithDeadlineCause(context.WithValue(ctx, deadlineKey{}, end), end, errFallbackShare)
 }
 
 // Lister picks each module's source and shares one listing among concurrent

@@ -63,6 +63,9 @@ func probeQueues(ctx context.Context, lister *source.Lister, target brokerhttp.T
 	if l.Fallback != "" {
 		logger.Info("read the management listing instead of the plugin", "reason", l.Fallback)
 	}
+	if l.FallbackFailed != "" {
+		logger.Warn("the management listing failed too; answering with the members whose plugin was read", "err", l.FallbackFailed)
+	}
 	if qs.Duplicates() > 0 {
 		logger.Warn("dropped queues whose labels repeat an earlier queue's", "duplicates", qs.Duplicates(), "first", qs.FirstDuplicate())
 	}

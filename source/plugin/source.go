@@ -31,9 +31,11 @@ const memberShare = 0.8
 // Source reads every cluster member's rabbitmq_prometheus plugin. Its member
 // lists are cached per target and module in its Cluster.
 type Source struct {
-	// Strict fails the listing as soon as any running member cannot be
-	// read, so that a fallback reads the whole cluster another way (source
-	// auto). Otherwise the members read are kept and the others reported.
+	// Strict fails the listing when any running member cannot be read, so
+	// that a fallback reads the whole cluster another way (source auto):
+	// with a source.PartialError that holds the members read, for when
+	// the fallback fails too. Otherwise the members read are kept and the
+	// others reported.
 	Strict bool
 	// Cluster is shared by the plugin sources of one process (nil: this
 	// Source's own), so that they share discovery and never have two
@@ -72,7 +74,8 @@ type read struct {
 // List reads every usable member's plugin, a few at a time, each endpoint
 // once, and merges their queues. Members that failed are reported, and the
 // others' queues kept; it fails only when no member could be read (or,
-// Strict, when any running member could not).
+// Strict, when any running member could not: then with a
+// source.PartialError when some could).
 func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*source.Listing, error) {
 	c := p.cluster()
 	key := source.Key(target, module)
@@ -86,14 +89,15 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 	}
 	list := v.list
 	statuses := make([]source.Member, len(list))
+	// missing are the running members a Strict listing lacks.
+	var missing []string
 	var reads []*read
 	byEndpoint := map[string]*read{}
 	for i, m := range list {
 		statuses[i] = source.Member{Node: m.node, Reason: m.unusable}
 		if m.unusable != "" {
 			if p.Strict && m.unusable != "not running" {
-				c.markDue(key)
-				return nil, fmt.Errorf("member %s: %s", m.node, m.unusable)
+				missing = append(missing, fmt.Sprintf("member %s: %s", m.node, m.unusable))
 			}
 			continue
 		}
@@ -170,8 +174,7 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 		failed++
 		logger.Warn("reading a cluster member's plugin failed", "node", node, "endpoint", r.endpoint.String(), "err", reason)
 		if p.Strict {
-			c.markDue(key)
-			return nil, fmt.Errorf("member %s: %s", node, reason)
+			missing = append(missing, fmt.Sprintf("member %s: %s", node, reason))
 		}
 	}
 	for _, r := range reads {
@@ -209,7 +212,13 @@ func (p *Source) List(ctx context.Context, target brokerhttp.Target, module *con
 	if err := qs.Finish(); err != nil {
 		return nil, err
 	}
-	return &source.Listing{Queues: qs, Source: config.SourcePrometheus, Members: statuses}, nil
+	l := &source.Listing{Queues: qs, Source: config.SourcePrometheus, Members: statuses}
+	if len(missing) > 0 {
+		// Strict: the fallback reads the whole cluster if it can; the
+		// members read serve if it cannot.
+		return nil, &source.PartialError{Listing: l, Err: errors.New(strings.Join(missing, "; "))}
+	}
+	return l, nil
 }
 
 func countUnusable(list []member) int {
