@@ -3,12 +3,12 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/config"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/fakeapi"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source"
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/source/management"
