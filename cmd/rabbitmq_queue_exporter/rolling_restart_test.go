@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -288,8 +289,33 @@ func restartMembers(t *testing.T, steps []restartStep) {
 				rt.started.Sub(rt.startBegin).Round(time.Millisecond), rt.pluginBack.Sub(rt.startBegin).Round(time.Millisecond), gap)
 		}
 	}
+	// How long scrapes took: auto's in a transition wait for the
+	// management fallback's share of the timeout before answering in part.
+	for _, source := range []string{"prometheus", "auto"} {
+		var during, steady []time.Duration
+		for _, r := range got {
+			if r.source != source {
+				continue
+			}
+			if inTransition(r, times) {
+				during = append(during, r.end.Sub(r.start))
+			} else {
+				steady = append(steady, r.end.Sub(r.start))
+			}
+		}
+		t.Logf("%s scrape durations: in a transition %s; otherwise %s", source, durations(during), durations(steady))
+	}
 	t.Logf("%d scrapes judged: %v", len(got), judged)
 	if judged["prometheus with a member out"] < len(order) || judged["prometheus within 5 s of a plugin answering again"] < len(order) {
 		t.Errorf("too few scrapes in the windows that matter: %v", judged)
 	}
+}
+
+// durations summarises ds: count, median and maximum.
+func durations(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	slices.Sort(ds)
+	return fmt.Sprintf("%d, median %v, max %v", len(ds), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 }
