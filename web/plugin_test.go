@@ -64,6 +64,7 @@ type fakeCluster struct {
 	managementQueue string          // /api/queues body
 	hideVhosts      map[string]bool // left out of /api/vhosts
 	extraVhosts     []string        // listed in /api/vhosts besides the queues' vhosts
+	queuesStatus    int             // non-zero: /api/queues answers this status
 }
 
 func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
@@ -115,6 +116,10 @@ func newFakeCluster(t *testing.T, members ...*fakeMember) *fakeCluster {
 			_ = json.NewEncoder(w).Encode(vhosts)
 		case "/api/queues":
 			c.queuesRequests.Add(1)
+			if c.queuesStatus != 0 {
+				http.Error(w, `{"error":"timeout"}`, c.queuesStatus)
+				return
+			}
 			io := c.managementQueue
 			if io == "" {
 				io = "[]"
@@ -226,6 +231,42 @@ func TestPluginDisabled(t *testing.T) {
 	res = doScrape(t, h.Probe, "", nil)
 	if res.samples["probe_success"] != 1 || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "q")] != 2 || !strings.Contains(res.body, `source="management"`) {
 		t.Fatalf("auto must fall back to the management listing:\n%s", res.body)
+	}
+}
+
+// TestAutoAnswersWithTheMembersRead: a member listed as running whose
+// plugin refuses (it stops or starts) sends auto to the management
+// listing; when that fails too, the probe answers with the members read,
+// the missing one not up and the scrape not a success. When the management
+// listing works, it serves, as before.
+func TestAutoAnswersWithTheMembersRead(t *testing.T) {
+	a := &fakeMember{name: "rabbit@127.0.0.1", running: true, plugin: true, queues: []fakeapi.PluginQueue{pq("/", "a1", 3, 1)}}
+	refused := &fakeMember{name: "rabbit-c@127.0.0.1", running: true, plugin: true}
+	c := newFakeCluster(t, a, refused)
+	refused.srv.Close()
+	c.queuesStatus = http.StatusServiceUnavailable
+	h, logs := c.handler(t, "auto", anyLocal)
+	res := doScrape(t, h.Probe, "", nil)
+	if res.samples["probe_success"] != 0 || res.samples[hostKey("rabbitmq_up")] != 1 || !strings.Contains(res.body, `source="prometheus"`) {
+		t.Fatalf("want the members read, probe_success 0, rabbitmq_up 1:\n%s", res.body)
+	}
+	if res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "a1")] != 4 {
+		t.Errorf("the running member's queue is missing:\n%s", res.body)
+	}
+	for _, s := range []string{`rabbitmq_node_up{host="127.0.0.1",node="rabbit-c@127.0.0.1"} 0`, `rabbitmq_node_up{host="127.0.0.1",node="rabbit@127.0.0.1"} 1`} {
+		if !strings.Contains(res.body, s) {
+			t.Errorf("answer lacks %s:\n%s", s, res.body)
+		}
+	}
+	if c.queuesRequests.Load() != 1 || !regexp.MustCompile(`the management listing failed too.*503`).MatchString(logs.String()) {
+		t.Errorf("%d management listings; want 1, and the log to say it failed:\n%s", c.queuesRequests.Load(), logs)
+	}
+
+	c.queuesStatus = 0
+	c.managementQueue = `[{"name":"a1","vhost":"/","messages":4,"messages_ready":3,"messages_unacknowledged":1}]`
+	res = doScrape(t, h.Probe, "", nil)
+	if res.samples["probe_success"] != 1 || !strings.Contains(res.body, `source="management"`) || res.samples[queueKey("rabbitmq_individual_queue_messages", "/", "a1")] != 4 {
+		t.Errorf("a working management listing serves auto:\n%s", res.body)
 	}
 }
 
