@@ -19,7 +19,8 @@ import (
 )
 
 // Source lists the queues of one broker with a module's settings. Nothing of
-// a failed listing is used.
+// a failed listing is used, but for the exact part a PartialError holds,
+// which a Fallback serves when its other source fails too.
 type Source interface {
 	List(ctx context.Context, target brokerhttp.Target, module *config.Module, logger *slog.Logger) (*Listing, error)
 }
