@@ -271,7 +271,7 @@ repair_user() {
 # member_up MEMBER CHANGED: start the member (once) and wait until it is ready;
 # bounded by WAIT_SECONDS. Runs in a subshell per member.
 member_up() {
-	local m="$1" changed="$2" node t0 started=no repaired=no kicked=no afresh=no code lines=0
+	local m="$1" changed="$2" node t0 started=no repaired=no kicked=no afresh=no code lines=0 restarts=0
 	node="$(member_node "$m")"
 	if [ "$changed" = yes ] && registered "$m"; then
 		log "$m: configuration changed, restarting $node"
@@ -293,10 +293,20 @@ member_up() {
 				rm -rf "$(member_base "$m")/mnesia"
 				install -d -o rabbitmq -g rabbitmq -m 0755 "$(member_base "$m")/mnesia"
 				started=no afresh=yes
+			elif [ "$started" = yes ] && [ "$restarts" -lt 3 ] &&
+				tail -n "+$((lines + 1))" "$(member_log "$m")" 2>/dev/null | grep -E 'Application rabbit exited|BOOT FAILED' >/dev/null; then
+				# Its VM halted during boot: members booting together can ask a peer
+				# for its feature flags before the peer has any (3.10 exits with
+				# incompatible_feature_flags, {badmap,undefined}). A later start,
+				# with the peer further on, succeeds.
+				restarts=$((restarts + 1))
+				log "$m: $node halted during boot ($(tail -n "+$((lines + 1))" "$(member_log "$m")" | grep -oE 'Application rabbit exited with reason: .{0,60}|BOOT FAILED' | head -n 1)), starting it again ($restarts/3)"
+				sleep 3
+				started=no
 			fi
 			# Started once only: a slow VM registers late, a second start would race it.
 			if [ "$started" = no ]; then
-				lines="$(wc -l <"$(member_log "$m")" 2>/dev/null || echo 0)"
+				lines="$(wc -l 2>/dev/null <"$(member_log "$m")" || echo 0)"
 				log "$m: starting $node at $(member_ip "$m")"
 				in_ns "$m" rabbitmq-server -detached >/dev/null 2>&1 ||
 					die "$m: rabbitmq-server -detached failed; see $(member_log "$m")"

@@ -362,7 +362,7 @@ ensure_plugin() {
 # starts a moment before the AMQP one). Returns 1 on HTTP 401.
 # rabbitmqctl await_startup is not used: during boot a single call blocked for ~20 s.
 wait_ready() {
-	local which="$1" node code=000 now t0 started=no plugin_checked=no kicked=no state
+	local which="$1" node code=000 now t0 started=no plugin_checked=no kicked=no state lines=0 restarts=0
 	node="$(node_name "$which")"
 	t0=$(date +%s)
 	while :; do
@@ -380,7 +380,18 @@ wait_ready() {
 		if ! registered "$node"; then
 			# Started once only: on a loaded machine the VM may take 20 s or more to
 			# register with epmd, and a second start would race the first.
+			if [ "$started" = yes ] && [ "$restarts" -lt 3 ] &&
+				tail -n "+$((lines + 1))" "$(node_log "$which")" 2>/dev/null | grep -E 'Application rabbit exited|BOOT FAILED' >/dev/null; then
+				# Its VM halted during boot, e.g. members booting together asked a
+				# peer for feature flags it did not have yet (3.10:
+				# incompatible_feature_flags). A later start succeeds.
+				restarts=$((restarts + 1))
+				log "$which: $node halted during boot, starting it again ($restarts/3)"
+				sleep 3
+				started=no
+			fi
 			if [ "$started" = no ]; then
+				lines="$(wc -l 2>/dev/null <"$(node_log "$which")" || echo 0)"
 				start_node "$which"
 				started=yes
 			fi
