@@ -71,29 +71,33 @@ func inTransition(r scrapeRecord, times map[int]*restartTimes) bool {
 
 // pluginServes polls m's plugin until its answer lists queue, and returns
 // when it first did.
-func pluginServes(t *testing.T, m testbed.Member, vhost, queue string, limit time.Duration) time.Time {
+// It may run outside the test goroutine, so it returns what failed.
+func pluginServes(t *testing.T, m testbed.Member, client *http.Client, vhost, queue string) (time.Time, error) {
 	t.Helper()
-	client := m.PluginClient(t)
-	deadline := time.Now().Add(limit)
 	want := fmt.Sprintf(`vhost="%s",queue="%s"`, vhost, queue)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := testbed.Await(t, m.Node+"'s plugin to list "+queue, testbed.Patience, func() error {
+		// A booting member's plugin may take seconds to answer on a busy
+		// machine; polling continues after a slow answer.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.PluginURL+"/metrics/detailed?family=queue_coarse_metrics", nil)
 		resp, err := client.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && strings.Contains(string(b), want) {
-				cancel()
-				return time.Now()
-			}
+		if err != nil {
+			return err
 		}
-		cancel()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's plugin does not list %s within %v", m.Node, queue, limit)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != http.StatusOK:
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		case !strings.Contains(string(b), want):
+			return fmt.Errorf("answered without %s", want)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Now(), err
 }
 
 // TestFaultRollingRestart (issue 15, item 3): each member of the test
@@ -157,7 +161,7 @@ func restartMembers(t *testing.T, steps []restartStep) {
 	}()
 	// scrapesSince waits until every scraper has begun n scrapes after t0.
 	scrapesSince := func(t0 time.Time, n int) {
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(testbed.Patience)
 		for time.Now().Before(deadline) {
 			count := map[string]int{}
 			mu.Lock()
@@ -172,7 +176,7 @@ func restartMembers(t *testing.T, steps []restartStep) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Errorf("scrapers did not make %d scrapes within a minute", n)
+		t.Errorf("scrapers did not make %d scrapes within %v", n, testbed.Patience)
 	}
 
 	var order []int
@@ -190,9 +194,15 @@ func restartMembers(t *testing.T, steps []restartStep) {
 		rt.stopped = time.Now()
 		scrapesSince(rt.stopped, 2) // scrapes made while it is out
 		rt.startBegin = time.Now()
-		var back time.Time
-		var pw sync.WaitGroup
-		pw.Go(func() { back = pluginServes(t, c.Member(i), vhost, names[i], 90*time.Second) })
+		var (
+			back    time.Time
+			backErr error
+			pw      sync.WaitGroup
+		)
+		// Watched from the start on: the plugin may answer before the
+		// start command returns.
+		client := c.Member(i).PluginClient(t)
+		pw.Go(func() { back, backErr = pluginServes(t, c.Member(i), client, vhost, names[i]) })
 		if step.node {
 			testbed.StartNode(t, i)
 		} else {
@@ -200,6 +210,9 @@ func restartMembers(t *testing.T, steps []restartStep) {
 		}
 		rt.started = time.Now()
 		pw.Wait()
+		if backErr != nil {
+			t.Fatalf("rabbit%d restarted: %v", i, backErr)
+		}
 		rt.pluginBack = back
 		scrapesSince(rt.pluginBack, 2)
 		testbed.Cluster(t) // contexts listed again before the next member
