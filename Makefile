@@ -47,11 +47,13 @@ test-under-load:
 	./scripts/test-under-load.sh
 
 # gofmt, go vet and golangci-lint (.golangci.yml) at the version scripts/lint.sh
-# pins; the first run installs that version into GOPATH/bin.
+# pins (the first run installs that version into GOPATH/bin); shellcheck on the
+# scripts where it is installed.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	./scripts/lint.sh
+	@if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh .ci/run; else echo "lint: shellcheck not installed (scripts/test-deps.sh installs it): shell scripts not checked"; fi
 
 bench:
 	./scripts/bench.sh

@@ -12,6 +12,7 @@ GO="${GO:-go}"
 
 work="$(mktemp -d)"
 pid=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid" 2>/dev/null || true
