@@ -88,7 +88,7 @@ func nodesUpExactAt(s map[string]float64, host string, c testbed.ClusterInfo, up
 // source fails within the timeout with one reason; both recover once the
 // member resumes.
 func TestFaultFrozenMember(t *testing.T) {
-	testbed.RequireFaults(t)
+	testbed.RequireFaults(t, testbed.TestCluster)
 	c := testbed.Cluster(t)
 	vhost, names := classicPerMember(t, c, "it.frozen.")
 	p := clusterExporter(t, c, "prometheus")

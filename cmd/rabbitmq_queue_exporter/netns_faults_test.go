@@ -23,7 +23,7 @@ import (
 // within the timeout with one reason. (Added latency, the other
 // fault of item 4, needs tc netem, which this machine's kernel lacks.)
 func TestFaultNamespacedMemberLinkDown(t *testing.T) {
-	testbed.RequireFaults(t)
+	testbed.RequireFaults(t, testbed.NamespacedCluster)
 	c := testbed.NetnsCluster(t)
 	const host = "m6" // the exporter's host label: RABBITMQ_HOST's host
 	vhost, names := classicPerMember(t, c, "it.netns.")

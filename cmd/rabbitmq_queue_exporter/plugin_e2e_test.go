@@ -64,7 +64,7 @@ type clusterQueue struct {
 // exact, probe_success is 0; and after it starts again the same exporter
 // process recovers.
 func TestFaultPluginSourceRealCluster(t *testing.T) {
-	testbed.RequireFaults(t)
+	testbed.RequireFaults(t, testbed.TestCluster)
 	c := testbed.Cluster(t)
 	vhost := testbed.UniqueName("it.plugin.")
 	seed := c.Members[0]

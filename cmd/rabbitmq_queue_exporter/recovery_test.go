@@ -29,7 +29,7 @@ type recoveryProbe struct {
 // It runs in the fault pass, alone with the brokers, and leaves the node
 // running when the test ends.
 func TestFaultRecoveryAfterBrokerRestart(t *testing.T) {
-	testbed.RequireFaults(t)
+	testbed.RequireFaults(t, testbed.SecondNode)
 	b := testbed.Second(t)
 	p := startExporter(t, []string{"RABBITMQ_HOST=" + b.MgmtURL, "RABBITMQ_USER=" + b.User, "RABBITMQ_PASSWORD=" + b.Password}, "--no-metrics.queues")
 	pid := p.cmd.Process.Pid

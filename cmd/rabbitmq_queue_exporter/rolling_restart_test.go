@@ -128,7 +128,7 @@ type restartStep struct {
 }
 
 func restartMembers(t *testing.T, steps []restartStep) {
-	testbed.RequireFaults(t)
+	testbed.RequireFaults(t, testbed.TestCluster)
 	c := testbed.Cluster(t)
 	vhost, names := classicPerMember(t, c, "it.rolling.")
 	exporters := map[string]*exporterProc{"prometheus": clusterExporter(t, c, "prometheus"), "auto": clusterExporter(t, c, "auto")}

@@ -151,7 +151,7 @@ func (m Member) pluginListening() error {
 func StopMember(t testing.TB, i int) {
 	t.Helper()
 	checkMember(t, i)
-	inFaultPass(t, "StopMember")
+	inFaultPass(t, "StopMember", TestCluster)
 	if err := runScript(t, "stop-member", strconv.Itoa(i)); err != nil {
 		t.Fatalf("testbed: stopping cluster member %d: %v", i, err)
 	}
@@ -171,7 +171,7 @@ func StopMember(t testing.TB, i int) {
 func StartMember(t testing.TB, i int) Member {
 	t.Helper()
 	checkMember(t, i)
-	inFaultPass(t, "StartMember")
+	inFaultPass(t, "StartMember", TestCluster)
 	if err := runScript(t, "start-member", strconv.Itoa(i)); err != nil {
 		t.Fatalf("testbed: starting cluster member %d: %v", i, err)
 	}

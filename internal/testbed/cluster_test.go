@@ -133,7 +133,7 @@ func TestClusterReplicatedPlacement(t *testing.T) {
 // TestFaultClusterStopStartMember: stopping a member's app shows as running=false on the
 // others and closes its plugin listener; starting it reverses both.
 func TestFaultClusterStopStartMember(t *testing.T) {
-	RequireFaults(t)
+	RequireFaults(t, TestCluster)
 	c := Cluster(t)
 	m := c.Member(4)
 	StopMember(t, m.Index)

@@ -29,7 +29,7 @@ import (
 // Names are fixed, so recording again on another RabbitMQ version gives comparable
 // files (the version is part of each file name).
 func TestFaultPluginFixtures(t *testing.T) {
-	RequireFaults(t)
+	RequireFaults(t, TestCluster)
 	dir, record := os.Getenv("RECORD_PLUGIN_FIXTURES"), true
 	if dir == "" {
 		dir, record = t.TempDir(), false

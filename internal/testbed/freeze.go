@@ -49,7 +49,7 @@ func memberPID(i int) (int, error) {
 func FreezeMember(t testing.TB, i int) (thaw func()) {
 	t.Helper()
 	checkMember(t, i)
-	inFaultPass(t, "FreezeMember")
+	inFaultPass(t, "FreezeMember", TestCluster)
 	pid, err := memberPID(i)
 	if err != nil {
 		t.Fatalf("testbed: freezing cluster member %d: %v", i, err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,11 +18,12 @@ import (
 // scripts/testbed.sh all and runs two passes:
 //
 //	RQE_TEST_BROKERS=1 go test -skip '^TestFault' ./...
-//	RQE_TEST_BROKERS=1 RQE_TEST_FAULTS=1 go test -p 1 -run '^TestFault' ./...
+//	RQE_TEST_BROKERS=1 RQE_TEST_FAULTS=1 go test -p 1 -parallel 8 -run '^TestFault' ./...
 //
 // Tests that stop, restart or freeze a shared broker are named TestFault*
 // and call RequireFaults: they run in the second pass, one package at a
-// time, so no other test's broker disappears under it.
+// time, so no other test's broker disappears under it; within a package,
+// fault tests of different brokers run side by side.
 const (
 	EnvBrokers = "RQE_TEST_BROKERS"
 	EnvFaults  = "RQE_TEST_FAULTS"
@@ -61,30 +64,93 @@ func Require(t testing.TB) {
 	}
 }
 
-// RequireFaults is Require for a test that stops, restarts or freezes a
-// shared broker (name it TestFault*). It runs only in the fault pass, and
-// holds the shared brokers exclusively for the test.
-func RequireFaults(t testing.TB) {
+// Brokers names a set of shared brokers that fault tests stop, restart or
+// freeze. Fault tests of different sets run at the same time; tests of one
+// set take turns.
+type Brokers int
+
+const (
+	// SecondNode is rabbit2@localhost (Second).
+	SecondNode Brokers = iota
+	// TestCluster is the 3-node cluster rabbit3..5@localhost (Cluster).
+	TestCluster
+	// NamespacedCluster is rabbit6@m6 and rabbit7@m7 (NetnsCluster).
+	NamespacedCluster
+	brokerSets
+)
+
+func (b Brokers) String() string {
+	return [...]string{"the second node", "the test cluster", "the namespaced cluster"}[b]
+}
+
+// faultTurns gives each set of brokers to one fault test at a time.
+var faultTurns [brokerSets]sync.Mutex
+
+// turnHolders names the test holding each set ("" when none).
+var turnHolders struct {
+	sync.Mutex
+	name [brokerSets]string
+}
+
+// RequireFaults is Require for a test that stops, restarts or freezes the
+// shared brokers uses (name it TestFault*). It runs only in the fault pass,
+// where the process holds every shared broker exclusively, and in parallel
+// with the fault tests of other brokers: RequireFaults calls t.Parallel
+// first, so a test waiting for its turn holds nothing, then takes its turn
+// on each set in uses for the rest of the test. (The fault pass runs only
+// fault tests, with -parallel high enough that tests waiting for a turn
+// leave room for the others.)
+func RequireFaults(t *testing.T, uses ...Brokers) {
 	t.Helper()
 	Require(t)
 	if os.Getenv(EnvFaults) != "1" {
-		t.Skipf("stops shared brokers: runs in the fault pass (%s=1 go test -p 1 -run '^TestFault', as make test does)", EnvFaults)
+		t.Skipf("stops shared brokers: runs in the fault pass (%s=1 go test -p 1 -parallel 8 -run '^TestFault', as make test does)", EnvFaults)
 	}
-	// A fault test must not be parallel: paused by t.Parallel while holding
-	// a stopped member, it would hold the cluster until every sequential
-	// test of the package ended, and those wait for the cluster. t.Setenv
-	// makes the testing package refuse t.Parallel here (before or after),
-	// so fault tests of one package run one at a time, by construction.
-	t.Setenv(EnvFaults, "1")
+	if len(uses) == 0 {
+		t.Fatal("testbed: RequireFaults needs the brokers the test stops")
+	}
+	t.Parallel()
 	brokersUse.hold(t, true)
+	uses = slices.Clone(uses)
+	slices.Sort(uses) // one order, so two tests never wait for each other
+	for _, b := range slices.Compact(uses) {
+		start := time.Now()
+		faultTurns[b].Lock()
+		setHolder(b, t.Name())
+		t.Cleanup(func() {
+			setHolder(b, "")
+			faultTurns[b].Unlock()
+		})
+		if waited := time.Since(start); waited > time.Second {
+			t.Logf("testbed: waited %v for %s (another fault test had it)", waited.Round(time.Second), b)
+		}
+	}
 }
 
-// inFaultPass is checked by the helpers that stop brokers.
-func inFaultPass(t testing.TB, helper string) {
+// inFaultPass is checked by the helpers that stop brokers: the calling test
+// must hold its turn on b.
+func inFaultPass(t testing.TB, helper string, b Brokers) {
 	t.Helper()
 	if os.Getenv(EnvFaults) != "1" || !brokersUse.heldExclusive() {
 		t.Fatalf("testbed: %s stops a shared broker: call it from a TestFault* test after RequireFaults", helper)
 	}
+	if !holds(t.Name(), b) {
+		t.Fatalf("testbed: %s stops %s: the test must name it in RequireFaults", helper, b)
+	}
+}
+
+func setHolder(b Brokers, name string) {
+	turnHolders.Lock()
+	defer turnHolders.Unlock()
+	turnHolders.name[b] = name
+}
+
+// holds reports whether the test named name (or its parent) holds b.
+func holds(name string, b Brokers) bool {
+	turnHolders.Lock()
+	defer turnHolders.Unlock()
+	h := turnHolders.name[b]
+	return h != "" && (name == h || strings.HasPrefix(name, h+"/"))
 }
 
 // brokersUse keeps the passes of concurrent test runs on this machine (two

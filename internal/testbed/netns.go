@@ -48,7 +48,7 @@ func netnsClusterInfo() ClusterInfo {
 // machine's network). It stays up after the test, like the test bed.
 func NetnsCluster(t testing.TB) ClusterInfo {
 	t.Helper()
-	inFaultPass(t, "NetnsCluster")
+	inFaultPass(t, "NetnsCluster", NamespacedCluster)
 	start := time.Now()
 	if err := runScriptFile(t, netnsScript, "up"); err != nil {
 		t.Fatalf("testbed: starting the namespaced cluster: %v", err)
@@ -70,7 +70,7 @@ func DropLink(t testing.TB, i int) (restore func()) {
 	if !slices.Contains(NetnsMembers[:], i) {
 		t.Fatalf("testbed: no namespaced member %d (members are %v)", i, NetnsMembers)
 	}
-	inFaultPass(t, "DropLink")
+	inFaultPass(t, "DropLink", NamespacedCluster)
 	member := fmt.Sprintf("m%d", i)
 	if err := runScriptFile(t, netnsScript, "drop", member); err != nil {
 		t.Fatalf("testbed: dropping %s's link: %v", member, err)

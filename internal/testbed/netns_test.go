@@ -13,7 +13,7 @@ import (
 // port, and DropLink makes a member silent (a dial times out rather than
 // being refused) until the link is restored.
 func TestFaultNetnsCluster(t *testing.T) {
-	RequireFaults(t)
+	RequireFaults(t, NamespacedCluster)
 	c := NetnsCluster(t)
 	for _, m := range c.Members {
 		addrs, err := net.LookupHost(fmt.Sprintf("m%d", m.Index))

@@ -16,7 +16,7 @@ import (
 func StopNode(t testing.TB, i int) {
 	t.Helper()
 	checkMember(t, i)
-	inFaultPass(t, "StopNode")
+	inFaultPass(t, "StopNode", TestCluster)
 	pid, err := memberPID(i)
 	if err != nil {
 		t.Fatalf("testbed: stopping cluster member %d: %v", i, err)
@@ -62,7 +62,7 @@ func StopNode(t testing.TB, i int) {
 func StartNode(t testing.TB, i int) Member {
 	t.Helper()
 	checkMember(t, i)
-	inFaultPass(t, "StartNode")
+	inFaultPass(t, "StartNode", TestCluster)
 	if err := runScript(t, "cluster"); err != nil {
 		t.Fatalf("testbed: starting cluster member %d: %v", i, err)
 	}

@@ -94,7 +94,7 @@ func Second(t testing.TB) Broker {
 // work. Fault pass only.
 func StartSecond(t testing.TB) Broker {
 	t.Helper()
-	inFaultPass(t, "StartSecond")
+	inFaultPass(t, "StartSecond", SecondNode)
 	b := secondBroker()
 	if err := runScript(t, "second"); err != nil {
 		t.Fatalf("testbed: starting second node: %v", err)
@@ -107,7 +107,7 @@ func StartSecond(t testing.TB) Broker {
 // the node is still down when the test ends, a cleanup starts it again.
 func StopSecond(t testing.TB) {
 	t.Helper()
-	inFaultPass(t, "StopSecond")
+	inFaultPass(t, "StopSecond", SecondNode)
 	if err := runScript(t, "stop-second"); err != nil {
 		t.Fatalf("testbed: stopping second node: %v", err)
 	}

@@ -142,7 +142,7 @@ func (f *fatalRecorder) Logf(string, ...any)   {}
 
 // TestFaultStopStartSecond exercises the recovery helpers; it costs one node boot.
 func TestFaultStopStartSecond(t *testing.T) {
-	RequireFaults(t)
+	RequireFaults(t, SecondNode)
 	b := Second(t)
 	StopSecond(t)
 	if err := b.ready(); err == nil {
