@@ -130,32 +130,6 @@ func TestClusterReplicatedPlacement(t *testing.T) {
 	}
 }
 
-// TestFaultClusterStopStartMember: stopping a member's app shows as running=false on the
-// others and closes its plugin listener; starting it reverses both.
-func TestFaultClusterStopStartMember(t *testing.T) {
-	RequireFaults(t, TestCluster)
-	c := Cluster(t)
-	m := c.Member(4)
-	StopMember(t, m.Index)
-	for _, o := range []Member{c.Member(3), c.Member(5)} {
-		if n := o.Nodes(t)[m.Node]; n.Name != m.Node || n.Running {
-			t.Errorf("%s after StopMember(%d): %+v, want listed and not running", o.Node, m.Index, n)
-		}
-	}
-	if err := m.pluginListening(); err == nil {
-		t.Errorf("%s plugin still listening after stop_app", m.Node)
-	}
-	StartMember(t, m.Index)
-	for _, o := range c.Members {
-		if n := o.Nodes(t)[m.Node]; !n.Running {
-			t.Errorf("%s after StartMember(%d): %+v, want running", o.Node, m.Index, n)
-		}
-	}
-	if err := m.pluginListening(); err != nil {
-		t.Errorf("%s plugin not listening after StartMember: %v", m.Node, err)
-	}
-}
-
 // coarse is one queue's counts in a queue_coarse_metrics answer.
 type coarse struct{ messages, ready, unacked float64 }
 

@@ -27,7 +27,8 @@ import (
 //	RECORD_PLUGIN_FIXTURES=$PWD/source/plugin/testdata go test -count=1 -run PluginFixtures ./internal/testbed/
 //
 // Names are fixed, so recording again on another RabbitMQ version gives comparable
-// files (the version is part of each file name).
+// files (the version is part of each file name). Since it stops and starts rabbit4
+// anyway, it also checks what StopMember and StartMember promise.
 func TestFaultPluginFixtures(t *testing.T) {
 	RequireFaults(t, TestCluster)
 	dir, record := os.Getenv("RECORD_PLUGIN_FIXTURES"), true
@@ -226,6 +227,17 @@ func TestFaultPluginFixtures(t *testing.T) {
 	// queue it led gets a new leader that reports it after a tick.
 	StopMember(t, 4)
 	others := []Member{c.Member(3), c.Member(5)}
+	stopped := c.Member(4)
+	// What StopMember promises: the others list it, not running; its plugin
+	// listener is closed.
+	for _, o := range others {
+		if n := o.Nodes(t)[stopped.Node]; n.Name != stopped.Node || n.Running {
+			t.Errorf("%s after StopMember(4): %+v, want listed and not running", o.Node, n)
+		}
+	}
+	if err := stopped.pluginListening(); err == nil {
+		t.Errorf("%s plugin still listening after stop_app", stopped.Node)
+	}
 	quorumLine := []byte("rabbitmq_detailed_queue_messages{vhost=\"fixtures\",queue=")
 	WaitFor(t, "exactly one member to report the quorum queue after its leader stopped", Patience, func() error {
 		plugin, listing, nodes = snapshot(others)
@@ -245,6 +257,18 @@ func TestFaultPluginFixtures(t *testing.T) {
 	write("rabbit4-stopped-nodes.json", nodes)
 	if diff := fixtureDiff("stopped.txt", gotStopped, wantStopped); !record && diff != "" {
 		t.Errorf("source/plugin/testdata/cluster-%s-rabbit4-stopped-rabbit{3,5}.txt together no longer match the broker: %s", version, diff)
+	}
+
+	// What StartMember promises: every member lists it running, its plugin
+	// listens again.
+	StartMember(t, 4)
+	for _, o := range c.Members {
+		if n := o.Nodes(t)[stopped.Node]; !n.Running {
+			t.Errorf("%s after StartMember(4): %+v, want running", o.Node, n)
+		}
+	}
+	if err := stopped.pluginListening(); err != nil {
+		t.Errorf("%s plugin not listening after StartMember: %v", stopped.Node, err)
 	}
 }
 
