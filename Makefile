@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := .build/$(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)/rabbitmq_queue_exporter
 FUZZTIME  ?= 60s
 
-.PHONY: all build image run test test-unit test-under-load lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
+.PHONY: all build image run test test-race test-brokers test-faults test-unit test-under-load lint bench fuzz soak resources testbed certs clean check-dockerfile bench-go
 
 all: lint build test
 
@@ -24,17 +24,28 @@ run: build
 	@case "$${RABBITMQ_HOST:-localhost}" in localhost|127.0.0.1|localhost:*|127.0.0.1:*|http://localhost*|http://127.0.0.1*) ./scripts/testbed.sh demo ;; esac
 	$(BIN) $(ARGS)
 
-# Every test. The hermetic lane under the race detector, then the broker
-# lane against real brokers (testbed.sh installs/starts/prepares them,
-# idempotently): every other test, then the fault tests (TestFault*: they
-# stop, restart or freeze shared brokers), one package at a time. The fault
-# pass also starts scripts/netns-cluster.sh's cluster on demand (as root; a
-# running one is reused) and leaves it up.
+# Every test. The hermetic lane under the race detector (test-race) runs
+# beside the broker lane (test-brokers: testbed.sh installs/starts/prepares
+# the brokers, idempotently, then every test but the fault tests), since the
+# one mostly computes while the other mostly waits for brokers; each lane's
+# output is printed when it ends. Then the fault tests (test-faults:
+# TestFault*, which stop, restart or freeze shared brokers), one package at a
+# time. The fault pass also starts scripts/netns-cluster.sh's cluster on
+# demand (as root; a running one is reused) and leaves it up.
 test: lint
 	./scripts/test-deps.sh
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-brokers
+	$(MAKE) --no-print-directory test-faults
+
+test-race:
 	$(GO) test -count=1 -race -short ./...
+
+test-brokers:
 	./scripts/testbed.sh all
 	RQE_TEST_BROKERS=1 $(GO) test -count=1 -timeout 20m -skip '^TestFault' ./...
+
+test-faults:
+	./scripts/testbed.sh all
 	RQE_TEST_BROKERS=1 RQE_TEST_FAULTS=1 $(GO) test -count=1 -timeout 20m -p 1 -parallel 8 -run '^TestFault' ./...
 
 # The hermetic lane: no broker, nothing installed or started.
