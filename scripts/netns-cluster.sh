@@ -8,6 +8,7 @@
 #   scripts/netns-cluster.sh status           what is up (read-only, no lock)
 #   scripts/netns-cluster.sh drop MEMBER      the member's link drops every packet (m6 or m7)
 #   scripts/netns-cluster.sh restore MEMBER   its link carries packets again
+#   scripts/netns-cluster.sh slow MEMBER KBIT  its plugin's answers leave at KBIT kbit/s (0: full speed)
 #   scripts/netns-cluster.sh delay MEMBER MS  add MS ms latency with tc netem (0 removes it);
 #                                             fails where the kernel has no netem
 #
@@ -29,6 +30,11 @@
 # member vanish, connections neither fail nor answer, as in a silent partition.
 # Keep a drop under net_ticktime (60 s), or the members declare each other down
 # (autoheal then restarts one of them after restore, and up waits for that).
+#
+# slow shapes only what the member's plugin port sends (htb, u32 on source port
+# 15692, on the member's eth0): the exporter reads a trickle, while the
+# members' own traffic (distribution, management) keeps full speed, so the
+# cluster stays healthy and only the exporter's read is slow.
 #
 # Needs root (ip netns, mounts). A cold up takes about 30-60 s, a warm one about
 # 1 s. Safe to run many times and concurrently: mutating commands hold one flock.
@@ -473,6 +479,33 @@ delay_member() {
 	log "$m: ${ms} ms added on $veth"
 }
 
+slow_member() {
+	local m="$1" kbit="$2" ns out
+	ns="$(member_ns "$m")"
+	case "$kbit" in '' | *[!0-9]*) die "slow takes kbit/s, not '$kbit'" ;; esac
+	ns_exists "$m" || die "$m: no namespace $ns; run $0 up"
+	ip -n "$ns" link show eth0 >/dev/null 2>&1 || die "$m: no eth0 in $ns; run $0 up"
+	ip netns exec "$ns" tc qdisc del dev eth0 root >/dev/null 2>&1 || true
+	if [ "$kbit" = 0 ]; then
+		ip -n "$ns" link set dev eth0 gso_max_size 65536
+		log "$m: plugin answers at full speed"
+		return 0
+	fi
+	# Without segmentation offload: a 64 KB segment would pass the shaper at
+	# once on a fresh class's tokens, so a small answer would not be slowed.
+	ip -n "$ns" link set dev eth0 gso_max_size 1500
+	# One class for the plugin's port at the given rate (a burst of one packet),
+	# everything else unshaped; the queue is long enough that nothing drops.
+	out="$(ip netns exec "$ns" sh -c "
+		tc qdisc add dev eth0 root handle 1: htb default 10 r2q 1 &&
+		tc class add dev eth0 parent 1: classid 1:10 htb rate 10gbit &&
+		tc class add dev eth0 parent 1: classid 1:20 htb rate ${kbit}kbit ceil ${kbit}kbit burst 1600 cburst 1600 &&
+		tc qdisc add dev eth0 parent 1:20 pfifo limit 10000 &&
+		tc filter add dev eth0 parent 1: protocol ip u32 match ip sport $PROM_PORT 0xffff flowid 1:20" 2>&1)" ||
+		die "$m: tc failed: $out (the kernel needs the htb qdisc and the u32 filter)"
+	log "$m: plugin answers leave at ${kbit} kbit/s"
+}
+
 status() {
 	local m state node amqp prom link
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -505,12 +538,12 @@ status)
 	;;
 up | down) ;;
 drop | restore) member="$(member_arg "${2:-}")" ;;
-delay) member="$(member_arg "${2:-}")" ;;
+delay | slow) member="$(member_arg "${2:-}")" ;;
 -h | --help | help | '')
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
-*) die "unknown command '$cmd' (use up, down, status, drop MEMBER, restore MEMBER or delay MEMBER MS)" ;;
+*) die "unknown command '$cmd' (use up, down, status, drop MEMBER, restore MEMBER, slow MEMBER KBIT or delay MEMBER MS)" ;;
 esac
 
 check_tools
@@ -533,4 +566,5 @@ drop)
 	;;
 restore) restore_member "$member" ;;
 delay) delay_member "$member" "${3:-}" ;;
+slow) slow_member "$member" "${3:-}" ;;
 esac

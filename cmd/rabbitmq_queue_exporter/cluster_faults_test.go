@@ -102,48 +102,25 @@ func TestFaultFrozenMember(t *testing.T) {
 	})
 
 	const scrapeTimeout = 8 * time.Second
-	header := timeoutHeader(fmt.Sprint(scrapeTimeout.Seconds()))
 	thaw := testbed.FreezeMember(t, 4)
 	frozenUp := map[int]bool{3: true, 5: true}
 	// The first probe reads with the cached member list; the second
 	// discovers again (a member failed) and meets the hanging API.
 	for i := range 2 {
-		start := time.Now()
-		res := p.get(t, "/probe", header)
-		took := time.Since(start)
-		t.Logf("probe %d with rabbit4 frozen: %v", i+1, took.Round(time.Millisecond))
-		if took >= scrapeTimeout {
-			t.Errorf("probe %d took %v, the whole scrape timeout", i+1, took)
-		}
-		s := res.samples(t)
-		if s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 1 {
-			t.Fatalf("probe %d: rabbitmq_up is not 1:\n%s\nlog:\n%s", i+1, res.body, p.logs)
-		}
+		s, _, body := timedProbe(t, p, "127.0.0.1", fmt.Sprintf("rabbit4 frozen, probe %d", i+1), scrapeTimeout)
 		for _, problem := range []string{nodesUpExact(s, c, frozenUp), memberQueuesExact(s, vhost, names, frozenUp)} {
 			if problem != "" {
-				t.Errorf("probe %d: %s", i+1, problem)
+				t.Errorf("probe %d: %s\n%s", i+1, problem, body)
 			}
 		}
 	}
 	if !regexp.MustCompile(`node=rabbit4@localhost.*timed out`).MatchString(p.logs.String()) {
 		t.Errorf("no log line names rabbit4 and a timeout:\n%s", p.logs)
 	}
-
-	start := time.Now()
-	res := mgmt.get(t, "/probe", header)
-	took := time.Since(start)
-	t.Logf("management source probe with rabbit4 frozen: %v", took.Round(time.Millisecond))
-	s := res.samples(t)
-	if took >= scrapeTimeout || s["probe_success"] != 0 || s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")] != 0 {
-		t.Errorf("management source: took %v, probe_success %v, rabbitmq_up %v", took, s["probe_success"], s[scrapetest.Key("rabbitmq_up", "host", "127.0.0.1")])
-	}
-	mgmt.waitLog(t, "timed out before the listing completed")
-	if n := strings.Count(mgmt.logs.String(), "listing queues failed"); n != 1 {
-		t.Errorf("%d failure lines for one management probe:\n%s", n, mgmt.logs)
-	}
+	managementFailsWithin(t, mgmt, "127.0.0.1", "rabbit4 frozen", scrapeTimeout)
 
 	thaw()
-	start = time.Now()
+	start := time.Now()
 	waitSamples(t, p, "/probe", 60*time.Second, func(s map[string]float64) string {
 		if problem := nodesUpExact(s, c, allUp); problem != "" {
 			return problem
@@ -151,4 +128,42 @@ func TestFaultFrozenMember(t *testing.T) {
 		return memberQueuesExact(s, vhost, names, allUp)
 	})
 	t.Logf("plugin source exact again %v after the member resumed", time.Since(start).Round(time.Millisecond))
+}
+
+// timedProbe probes p with scrapeTimeout in the timeout header and checks
+// what every probe with a member out must show: the answer within the
+// timeout and rabbitmq_up 1 for host (the target itself answers).
+func timedProbe(t *testing.T, p *exporterProc, host, what string, scrapeTimeout time.Duration) (s scrapetest.Samples, took time.Duration, body string) {
+	t.Helper()
+	start := time.Now()
+	res := p.get(t, "/probe", timeoutHeader(fmt.Sprint(scrapeTimeout.Seconds())))
+	took = time.Since(start)
+	t.Logf("%s: probe took %v", what, took.Round(time.Millisecond))
+	if took >= scrapeTimeout {
+		t.Errorf("%s: the probe took %v, the whole scrape timeout", what, took)
+	}
+	s = res.samples(t)
+	if s[scrapetest.Key("rabbitmq_up", "host", host)] != 1 {
+		t.Fatalf("%s: rabbitmq_up is not 1:\n%s\nlog:\n%s", what, res.body, p.logs)
+	}
+	return s, took, res.body
+}
+
+// managementFailsWithin probes mgmt (the management source) once while the
+// cluster's API hangs: it cannot do better than fail within the scrape
+// timeout, with rabbitmq_up 0, probe_success 0 and one log line.
+func managementFailsWithin(t *testing.T, mgmt *exporterProc, host, what string, scrapeTimeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	res := mgmt.get(t, "/probe", timeoutHeader(fmt.Sprint(scrapeTimeout.Seconds())))
+	took := time.Since(start)
+	t.Logf("management source probe with %s: %v", what, took.Round(time.Millisecond))
+	s := res.samples(t)
+	if up := s[scrapetest.Key("rabbitmq_up", "host", host)]; took >= scrapeTimeout || s["probe_success"] != 0 || up != 0 {
+		t.Errorf("management source with %s: took %v, probe_success %v, rabbitmq_up %v", what, took, s["probe_success"], up)
+	}
+	mgmt.waitLog(t, "timed out before the listing completed")
+	if n := strings.Count(mgmt.logs.String(), "listing queues failed"); n != 1 {
+		t.Errorf("%d failure lines for one management probe:\n%s", n, mgmt.logs)
+	}
 }

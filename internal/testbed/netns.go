@@ -100,3 +100,40 @@ func DropLink(t testing.TB, i int) (restore func()) {
 		}
 	}
 }
+
+// SlowPlugin makes member i's plugin answers of the namespaced cluster
+// leave at kbit kbit/s (fault pass only): the exporter reads a trickle,
+// while the members' own traffic keeps full speed. The returned function
+// restores full speed; a cleanup restores it whatever the test did.
+// (A fixed added latency needs tc netem, which this machine's kernel lacks;
+// a trickle is the slow member that still answers.)
+func SlowPlugin(t testing.TB, i, kbit int) (restore func()) {
+	t.Helper()
+	if !slices.Contains(NetnsMembers[:], i) {
+		t.Fatalf("testbed: no namespaced member %d (members are %v)", i, NetnsMembers)
+	}
+	inFaultPass(t, "SlowPlugin", NamespacedCluster)
+	member := fmt.Sprintf("m%d", i)
+	if err := runScriptFile(t, netnsScript, "slow", member, fmt.Sprint(kbit)); err != nil {
+		t.Fatalf("testbed: slowing %s's plugin: %v", member, err)
+	}
+	restored := false
+	undo := func() error {
+		if restored {
+			return nil
+		}
+		restored = true
+		return runScriptFile(t, netnsScript, "slow", member, "0")
+	}
+	t.Cleanup(func() {
+		if err := undo(); err != nil {
+			t.Errorf("testbed: restoring %s's plugin speed after the test: %v", member, err)
+		}
+	})
+	return func() {
+		t.Helper()
+		if err := undo(); err != nil {
+			t.Fatalf("testbed: restoring %s's plugin speed: %v", member, err)
+		}
+	}
+}
