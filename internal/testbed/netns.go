@@ -67,38 +67,15 @@ func NetnsCluster(t testing.TB) ClusterInfo {
 // net_ticktime (60 s), or the members declare each other down.
 func DropLink(t testing.TB, i int) (restore func()) {
 	t.Helper()
-	if !slices.Contains(NetnsMembers[:], i) {
-		t.Fatalf("testbed: no namespaced member %d (members are %v)", i, NetnsMembers)
-	}
-	inFaultPass(t, "DropLink", NamespacedCluster)
-	member := fmt.Sprintf("m%d", i)
-	if err := runScriptFile(t, netnsScript, "drop", member); err != nil {
-		t.Fatalf("testbed: dropping %s's link: %v", member, err)
-	}
+	member := netnsFault(t, "DropLink", i, "dropping %s's link", "drop")
 	dropped := time.Now()
-	restored := false
-	undo := func() error {
-		if restored {
-			return nil
-		}
-		restored = true
+	return undoOnce(t, member+"'s link", func() error {
 		if err := runScriptFile(t, netnsScript, "restore", member); err != nil {
 			return err
 		}
 		t.Logf("testbed: %s's link restored after %v", member, time.Since(dropped).Round(time.Millisecond))
 		return nil
-	}
-	t.Cleanup(func() {
-		if err := undo(); err != nil {
-			t.Errorf("testbed: restoring %s's link after the test: %v", member, err)
-		}
 	})
-	return func() {
-		t.Helper()
-		if err := undo(); err != nil {
-			t.Fatalf("testbed: restoring %s's link: %v", member, err)
-		}
-	}
 }
 
 // SlowPlugin makes member i's plugin answers of the namespaced cluster
@@ -109,31 +86,48 @@ func DropLink(t testing.TB, i int) (restore func()) {
 // a trickle is the slow member that still answers.)
 func SlowPlugin(t testing.TB, i, kbit int) (restore func()) {
 	t.Helper()
+	member := netnsFault(t, "SlowPlugin", i, "slowing %s's plugin", "slow", fmt.Sprint(kbit))
+	return undoOnce(t, member+"'s plugin speed", func() error {
+		return runScriptFile(t, netnsScript, "slow", member, "0")
+	})
+}
+
+// netnsFault checks that the test may fault namespaced member i and runs
+// netns-cluster.sh's command on it; it returns the member's name (mN).
+func netnsFault(t testing.TB, helper string, i int, doing, command string, args ...string) string {
+	t.Helper()
 	if !slices.Contains(NetnsMembers[:], i) {
 		t.Fatalf("testbed: no namespaced member %d (members are %v)", i, NetnsMembers)
 	}
-	inFaultPass(t, "SlowPlugin", NamespacedCluster)
+	inFaultPass(t, helper, NamespacedCluster)
 	member := fmt.Sprintf("m%d", i)
-	if err := runScriptFile(t, netnsScript, "slow", member, fmt.Sprint(kbit)); err != nil {
-		t.Fatalf("testbed: slowing %s's plugin: %v", member, err)
+	if err := runScriptFile(t, netnsScript, append([]string{command, member}, args...)...); err != nil {
+		t.Fatalf("testbed: %s: %v", fmt.Sprintf(doing, member), err)
 	}
-	restored := false
-	undo := func() error {
-		if restored {
+	return member
+}
+
+// undoOnce returns a function that runs undo (restoring what) the first
+// time it is called, failing the test if undo fails; a cleanup calls it too,
+// so what a test changed is restored whatever the test did.
+func undoOnce(t testing.TB, what string, undo func() error) func() {
+	done := false
+	once := func() error {
+		if done {
 			return nil
 		}
-		restored = true
-		return runScriptFile(t, netnsScript, "slow", member, "0")
+		done = true
+		return undo()
 	}
 	t.Cleanup(func() {
-		if err := undo(); err != nil {
-			t.Errorf("testbed: restoring %s's plugin speed after the test: %v", member, err)
+		if err := once(); err != nil {
+			t.Errorf("testbed: restoring %s after the test: %v", what, err)
 		}
 	})
 	return func() {
 		t.Helper()
-		if err := undo(); err != nil {
-			t.Fatalf("testbed: restoring %s's plugin speed: %v", member, err)
+		if err := once(); err != nil {
+			t.Fatalf("testbed: restoring %s: %v", what, err)
 		}
 	}
 }
