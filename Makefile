@@ -24,16 +24,18 @@ run: build
 	@case "$${RABBITMQ_HOST:-localhost}" in localhost|127.0.0.1|localhost:*|127.0.0.1:*|http://localhost*|http://127.0.0.1*) ./scripts/testbed.sh demo ;; esac
 	$(BIN) $(ARGS)
 
-# Every test. The hermetic lane under the race detector (test-race) runs
-# beside the broker lane (test-brokers: testbed.sh installs/starts/prepares
-# the brokers, idempotently, then every test but the fault tests), since the
-# one mostly computes while the other mostly waits for brokers; each lane's
-# output is printed when it ends. Then the fault tests (test-faults:
+# Every test: the test tools (scripts/test-deps.sh: promtool, chromium,
+# shellcheck, podman, ...), lint, then the hermetic lane under the race
+# detector (test-race) beside the broker lane (test-brokers: testbed.sh
+# installs/starts/prepares the brokers, idempotently, then every test but the
+# fault tests), since the one mostly computes while the other mostly waits
+# for brokers; each lane's output is printed when it ends. Then the fault tests (test-faults:
 # TestFault*, which stop, restart or freeze shared brokers), one package at a
 # time. The fault pass also starts scripts/netns-cluster.sh's cluster on
 # demand (as root; a running one is reused) and leaves it up.
-test: lint
+test:
 	./scripts/test-deps.sh
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-brokers
 	$(MAKE) --no-print-directory test-faults
 
