@@ -153,3 +153,26 @@ func TestFaultStopStartSecond(t *testing.T) {
 		t.Fatalf("second node not ready after StartSecond: %v", err)
 	}
 }
+
+// TestTurnHolders: a helper that stops a broker set accepts the test holding
+// the set and its subtests, and no other test or set.
+func TestTurnHolders(t *testing.T) {
+	setHolder(TestCluster, "TestFaultX")
+	t.Cleanup(func() { setHolder(TestCluster, "") })
+	for _, c := range []struct {
+		name string
+		set  Brokers
+		want bool
+	}{
+		{"TestFaultX", TestCluster, true},
+		{"TestFaultX/member_4", TestCluster, true},
+		{"TestFaultXY", TestCluster, false},
+		{"TestFaultY", TestCluster, false},
+		{"TestFaultX", SecondNode, false},
+		{"TestFaultX", NamespacedCluster, false},
+	} {
+		if got := holds(c.name, c.set); got != c.want {
+			t.Errorf("holds(%q, %v) = %v, want %v", c.name, c.set, got, c.want)
+		}
+	}
+}
