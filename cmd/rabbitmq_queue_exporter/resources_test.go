@@ -295,7 +295,11 @@ func TestReloadClosesOldConnections(t *testing.T) {
 	if !ok {
 		t.Errorf("after %d reloads the exporter holds %v, at the start %v: the old generations' connections leak", cycles, after, base)
 	}
-	if peak := brokers.peak.Load(); peak > 2 {
+	// The broker counts a connection closed when its read returns EOF,
+	// which a loaded machine delays by a cycle or a few (3 seen at load
+	// 12); a leak would keep every cycle's connection for the transport's
+	// 30 s idle timeout, hundreds in this loop.
+	if peak := brokers.peak.Load(); peak > 10 {
 		t.Errorf("the broker saw %d connections open at once; each reload should have closed the previous one", peak)
 	}
 	// The broker sees a closed connection once its read returns EOF.
