@@ -173,7 +173,10 @@ func TestPluginDisabledRealBroker(t *testing.T) {
 	for _, source := range []string{"auto", "prometheus"} {
 		t.Run(source, func(t *testing.T) {
 			p := startExporter(t, []string{"RABBITMQ_HOST=" + host, "RABBITMQ_USER=" + second.User, "RABBITMQ_PASSWORD=" + second.Password, "RABBITMQ_SOURCE=" + source}, "--no-metrics.queues")
-			res := p.get(t, "/probe", nil)
+			// The exporter's longest timeout: under make test-under-load the
+			// second node declares thousands of queues and its listing
+			// takes longer than the 10 s default.
+			res := p.get(t, "/probe", timeoutHeader("120"))
 			s := res.samples(t)
 			if source == "auto" {
 				if s["probe_success"] != 1 || s[queueKey("rabbitmq_individual_queue_messages", "127.0.0.1", "/", q)] != 3 || s[scrapetest.Key("rabbitmq_source_info", "host", "127.0.0.1", "source", "management")] != 1 {
