@@ -185,7 +185,8 @@ func TestTwoBrokersOneExporter(t *testing.T) {
 
 	p := startExporter(t, []string{"RABBITMQ_PASSWORD=unused-env-secret"}, "--config.file="+cfg, "--no-metrics.queues")
 	probe := func(target, module string) (response, map[string]float64) {
-		res := p.get(t, "/probe?target="+url.QueryEscape(target)+"&auth_module="+module, nil)
+		// The longest timeout: a loaded second node lists slowly.
+		res := p.get(t, "/probe?target="+url.QueryEscape(target)+"&auth_module="+module, timeoutHeader("120"))
 		if res.status != 200 {
 			return res, nil
 		}

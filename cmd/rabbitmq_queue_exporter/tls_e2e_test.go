@@ -59,7 +59,8 @@ func TestProbeRealTLSListener(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.module+" "+tc.target, func(t *testing.T) {
-			res := p.get(t, "/probe?auth_module="+tc.module+"&target="+url.QueryEscape(tc.target), nil)
+			// The longest timeout: a loaded second node lists slowly.
+			res := p.get(t, "/probe?auth_module="+tc.module+"&target="+url.QueryEscape(tc.target), timeoutHeader("120"))
 			s := res.samples(t)
 			if res.status != 200 || s["probe_success"] != tc.success {
 				t.Fatalf("%d probe_success=%v, want %v\n%s", res.status, s["probe_success"], tc.success, res.body)
