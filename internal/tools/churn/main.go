@@ -3,7 +3,8 @@
 // them, and starts again, for scripts/test-under-load.sh. It is bounded in
 // queues (at most -queues at a time), cycles and time, and on SIGINT or
 // SIGTERM, as when it ends by itself, it deletes its vhost and with it
-// every queue it declared.
+// every queue it declared. A cycle that fails (the node stopped by a fault
+// test) starts again 5 s later.
 package main
 
 import (
@@ -52,9 +53,31 @@ func churn(c config) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.duration)
 	defer cancel()
-	err := run(ctx, c)
-	if derr := mgmt(c, http.MethodDelete, "/api/vhosts/"+url.PathEscape(c.vhost), ""); derr != nil {
-		fmt.Fprintln(os.Stderr, "churn: deleting the vhost:", derr)
+	var err error
+	for {
+		err = run(ctx, c)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		// A fault test stops and restarts the node under the load; the
+		// load goes on once it is back.
+		fmt.Fprintln(os.Stderr, "churn:", err, "(starting again in 5 s)")
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	// The node may be restarting too: try for up to a minute.
+	for try := 0; ; try++ {
+		derr := mgmt(c, http.MethodDelete, "/api/vhosts/"+url.PathEscape(c.vhost), "")
+		if derr == nil {
+			break
+		}
+		if try == 11 {
+			fmt.Fprintln(os.Stderr, "churn: deleting the vhost:", derr)
+			break
+		}
+		time.Sleep(5 * time.Second)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
