@@ -55,7 +55,7 @@ test-unit:
 	$(GO) test -count=1 ./...
 
 # .ci/run on a fresh clone while rabbit2 churns queues and two busy loops
-# run (scripts/test-under-load.sh); takes the machine for 10+ minutes.
+# run (scripts/test-under-load.sh); takes the machine for about 20 minutes.
 test-under-load:
 	./scripts/test-under-load.sh
 

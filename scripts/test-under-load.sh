@@ -7,7 +7,7 @@
 # default 40) and stopped when .ci/run ends, whatever happens; the times of
 # the run and of the load's cycles are printed at the end.
 #
-# It takes the machine for the length of a full run (10+ minutes on 2
+# It takes the machine for the length of a full run (about 20 minutes on 2
 # cores): do not start it beside other heavy work.
 #
 # Environment: LOAD_MINUTES (default 40), CHURN_QUEUES (queues per cycle,
