@@ -29,10 +29,11 @@ run: build
 # detector (test-race) beside the broker lane (test-brokers: testbed.sh
 # installs/starts/prepares the brokers, idempotently, then every test but the
 # fault tests), since the one mostly computes while the other mostly waits
-# for brokers; each lane's output is printed when it ends. Then the fault tests (test-faults:
-# TestFault*, which stop, restart or freeze shared brokers), one package at a
-# time. The fault pass also starts scripts/netns-cluster.sh's cluster on
-# demand (as root; a running one is reused) and leaves it up.
+# for brokers; each lane's output is printed when it ends. Then the fault
+# tests (test-faults: TestFault*, which stop, restart or freeze shared
+# brokers), one package at a time. The fault pass also starts
+# scripts/netns-cluster.sh's cluster on demand (as root; a running one is
+# reused) and leaves it up.
 test:
 	./scripts/test-deps.sh
 	$(MAKE) --no-print-directory lint

@@ -310,7 +310,8 @@ member_up() {
 				sleep 3
 				started=no
 			fi
-			# Started once only: a slow VM registers late, a second start would race it.
+			# Started once only (unless it halted, above): a slow VM registers late, a
+			# second start would race it.
 			if [ "$started" = no ]; then
 				lines="$(wc -l 2>/dev/null <"$(member_log "$m")" || echo 0)"
 				log "$m: starting $node at $(member_ip "$m")"

@@ -378,8 +378,9 @@ wait_ready() {
 		fi
 		[ "$code" = 401 ] && return 1
 		if ! registered "$node"; then
-			# Started once only: on a loaded machine the VM may take 20 s or more to
-			# register with epmd, and a second start would race the first.
+			# Started once only, unless its log says the VM halted: on a loaded machine
+			# the VM may take 20 s or more to register with epmd, and a second start
+			# would race the first.
 			if [ "$started" = yes ] && [ "$restarts" -lt 3 ] &&
 				tail -n "+$((lines + 1))" "$(node_log "$which")" 2>/dev/null | grep -E 'Application rabbit exited|BOOT FAILED' >/dev/null; then
 				# Its VM halted during boot, e.g. members booting together asked a
