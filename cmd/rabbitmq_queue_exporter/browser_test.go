@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/scrapetest"
+	"github.com/rabbitmq-queue-exporter/rabbitmq_queue_exporter/internal/testbed"
 )
 
 const (
@@ -31,8 +32,10 @@ const (
 // TestLandingPageInBrowser drives headless Chromium through chromedriver's W3C
 // WebDriver protocol: it opens the landing page, fills in the probe form with
 // a fake broker's address, submits it and reads the probe result, taking
-// screenshots into test-output/browser/.
+// screenshots into test-output/browser/. A browser takes seconds to start:
+// it runs in the full lane, so that the hermetic lane stays within a minute.
 func TestLandingPageInBrowser(t *testing.T) {
+	testbed.RequireFull(t, "a headless browser")
 	for _, bin := range []string{chromiumPath, chromedriverPath} {
 		if _, err := os.Stat(bin); err != nil {
 			if os.Getenv("CI") == "true" {
